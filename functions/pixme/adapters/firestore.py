@@ -1,0 +1,243 @@
+"""Firestore adapter: upload documents, sessions and their turns.
+
+Layout: uploads/{owner}:{upload_id}, sessions/{session_id},
+sessions/{session_id}/turns/{turn_id}. Images never go in; paths do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+
+from ..config import Settings
+from ..conversation import Session, Turn, Upload, upload_key
+from ..errors import Conflict, NotFound, Unavailable
+
+T = TypeVar("T")
+_TRANSIENT = (
+    gexc.ServiceUnavailable,
+    gexc.DeadlineExceeded,
+    gexc.InternalServerError,
+    gexc.ResourceExhausted,
+    gexc.RetryError,
+)
+
+
+@contextmanager
+def _transient_as_unavailable() -> Iterator[None]:
+    try:
+        yield
+    except _TRANSIENT as exc:
+        raise Unavailable("database_unavailable", "The database is unavailable.") from exc
+
+
+def _upload_doc(u: Upload) -> dict[str, Any]:
+    return {
+        "owner": u.owner,
+        "upload_id": u.upload_id,
+        "status": u.status,
+        "source_bucket": u.source_bucket,
+        "source_path": u.source_path,
+        "generation": u.generation,
+        "created_at": u.created_at,
+        "expires_at": u.expires_at,
+        "image_path": u.image_path,
+        "width": u.width,
+        "height": u.height,
+        "reason": u.reason,
+        "message": u.message,
+        "timings_ms": u.timings_ms,
+    }
+
+
+_UPLOAD_FIELDS = (
+    "owner", "upload_id", "status", "source_bucket", "source_path", "generation",
+    "created_at", "expires_at", "image_path", "width", "height", "reason", "message",
+)
+
+
+def _upload(d: dict[str, Any]) -> Upload:
+    return Upload(**{k: d.get(k) for k in _UPLOAD_FIELDS}, timings_ms=dict(d.get("timings_ms") or {}))
+
+
+def _session_doc(s: Session) -> dict[str, Any]:
+    return {
+        "owner": s.owner,
+        "style": s.style,
+        "model": s.model,
+        "upload_id": s.upload_id,
+        "selfie_path": s.selfie_path,
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "expires_at": s.expires_at,
+        "head_turn": s.head_turn,
+        "turn_count": s.turn_count,
+        "caption": s.caption,
+    }
+
+
+def _session(session_id: str, d: dict[str, Any]) -> Session:
+    return Session(session_id=session_id, **{k: d.get(k) for k in _SESSION_FIELDS})
+
+
+_SESSION_FIELDS = (
+    "owner", "style", "model", "upload_id", "selfie_path", "created_at", "updated_at",
+    "expires_at", "head_turn", "turn_count", "caption",
+)
+
+
+def _turn_doc(t: Turn, expires_at: datetime) -> dict[str, Any]:
+    return {
+        "parent": t.parent,
+        "instruction": t.instruction,
+        "text": t.text,
+        "image_path": t.image_path,
+        "mime_type": t.mime_type,
+        "thought_signature": t.thought_signature,
+        "model": t.model,
+        "model_version": t.model_version,
+        "usage": t.usage,
+        "ms": t.ms,
+        "created_at": t.created_at,
+        # Copied from the session so a TTL policy on the turns group agrees.
+        "expires_at": expires_at,
+    }
+
+
+def _turn(turn_id: str, d: dict[str, Any]) -> Turn:
+    return Turn(
+        turn_id=turn_id,
+        parent=d.get("parent"),
+        instruction=d.get("instruction"),
+        text=d.get("text") or "",
+        image_path=d["image_path"],
+        mime_type=d.get("mime_type") or "image/png",
+        thought_signature=d.get("thought_signature"),
+        model=d.get("model") or "",
+        model_version=d.get("model_version") or "",
+        usage=dict(d.get("usage") or {}),
+        ms=int(d.get("ms") or 0),
+        created_at=d["created_at"],
+    )
+
+
+class FirestoreUploads:
+    """UploadStore: one document per (owner, upload id)."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self.col = db.collection("uploads")
+
+    def claim(self, upload: Upload) -> Upload | None:
+        ref = self.col.document(upload.key)
+        with _transient_as_unavailable():
+            try:
+                ref.create(_upload_doc(upload))
+                return None
+            except gexc.AlreadyExists:
+                snap = ref.get()
+                return _upload(snap.to_dict() or {}) if snap.exists else None
+
+    def save(self, upload: Upload) -> None:
+        with _transient_as_unavailable():
+            self.col.document(upload.key).set(_upload_doc(upload))
+
+    def get(self, owner: str, upload_id: str) -> Upload | None:
+        with _transient_as_unavailable():
+            snap = self.col.document(upload_key(owner, upload_id)).get()
+        return _upload(snap.to_dict() or {}) if snap.exists else None
+
+    def expired(self, now: datetime, limit: int) -> list[Upload]:
+        query = self.col.where(filter=firestore.FieldFilter("expires_at", "<=", now)).limit(limit)
+        with _transient_as_unavailable():
+            return [_upload(s.to_dict() or {}) for s in query.stream()]
+
+    def delete(self, upload: Upload) -> None:
+        with _transient_as_unavailable():
+            self.col.document(upload.key).delete()
+
+
+class FirestoreSessions:
+    """SessionStore: a session document with a subcollection of turns."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self.db = db
+        self.col = db.collection("sessions")
+
+    def create(self, session: Session, first: Turn) -> None:
+        batch = self.db.batch()
+        ref = self.col.document(session.session_id)
+        batch.create(ref, _session_doc(session))
+        batch.create(
+            ref.collection("turns").document(first.turn_id), _turn_doc(first, session.expires_at)
+        )
+        with _transient_as_unavailable():
+            batch.commit()
+
+    def get(self, session_id: str) -> Session | None:
+        with _transient_as_unavailable():
+            snap = self.col.document(session_id).get()
+        return _session(session_id, snap.to_dict() or {}) if snap.exists else None
+
+    def list_for(self, owner: str, limit: int) -> list[Session]:
+        query = (
+            self.col.where(filter=firestore.FieldFilter("owner", "==", owner))
+            .order_by("updated_at", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        with _transient_as_unavailable():
+            return [_session(s.id, s.to_dict() or {}) for s in query.stream()]
+
+    def turns(self, session_id: str) -> list[Turn]:
+        with _transient_as_unavailable():
+            docs = self.col.document(session_id).collection("turns").stream()
+            return [_turn(d.id, d.to_dict() or {}) for d in docs]
+
+    def append(self, session_id: str, turn: Turn, now: datetime) -> Session:
+        ref = self.col.document(session_id)
+        turn_ref = ref.collection("turns").document(turn.turn_id)
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> Session:
+            snap = ref.get(transaction=tx)
+            if not snap.exists:
+                raise NotFound("session_not_found", "No session with this id.")
+            session = _session(session_id, snap.to_dict() or {})
+            session.head_turn = turn.turn_id
+            session.turn_count += 1
+            session.updated_at = now
+            tx.create(turn_ref, _turn_doc(turn, session.expires_at))
+            tx.update(
+                ref,
+                {"head_turn": turn.turn_id, "turn_count": session.turn_count, "updated_at": now},
+            )
+            return session
+
+        with _transient_as_unavailable():
+            try:
+                return _retry_contention(lambda: run(self.db.transaction()))
+            except gexc.AlreadyExists:
+                raise Conflict("turn_exists", "This turn was already recorded.") from None
+
+    def expired(self, now: datetime, limit: int) -> list[Session]:
+        query = self.col.where(filter=firestore.FieldFilter("expires_at", "<=", now)).limit(limit)
+        with _transient_as_unavailable():
+            return [_session(s.id, s.to_dict() or {}) for s in query.stream()]
+
+    def delete(self, session_id: str) -> None:
+        with _transient_as_unavailable():
+            self.db.recursive_delete(self.col.document(session_id))
+
+
+def _retry_contention(fn: Callable[[], T], attempts: int = 3) -> T:
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except gexc.Aborted:
+            if attempt == attempts - 1:
+                raise Unavailable("database_contention", "Too many concurrent edits; retry.") from None
+    raise AssertionError("unreachable")

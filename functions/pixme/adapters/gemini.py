@@ -1,0 +1,204 @@
+"""Image model adapter on google-genai.
+
+The SDK reads its own environment (GEMINI_API_KEY / GOOGLE_API_KEY,
+GOOGLE_GEMINI_BASE_URL, GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_CLOUD_PROJECT,
+GOOGLE_CLOUD_LOCATION), so the same code talks to Gemini, Vertex AI or the
+offline renderer. Every outcome becomes one of our typed errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+
+from ..errors import (
+    ModelRefused,
+    PixmeError,
+    RateLimited,
+    Unavailable,
+    UpstreamMisconfigured,
+)
+from ..ports import ModelReply, RenderOptions
+from ..prompts import Message
+
+log = logging.getLogger(__name__)
+
+NO_IMAGE_FINISH = {
+    "SAFETY": "image_safety",
+    "PROHIBITED_CONTENT": "image_safety",
+    "IMAGE_SAFETY": "image_safety",
+    "IMAGE_PROHIBITED_CONTENT": "image_safety",
+    "IMAGE_RECITATION": "image_recitation",
+    "RECITATION": "image_recitation",
+    "IMAGE_OTHER": "no_image",
+    "NO_IMAGE": "no_image",
+    "MAX_TOKENS": "no_image",
+    "MALFORMED_FUNCTION_CALL": "no_image",
+    "MISSING_THOUGHT_SIGNATURE": "model_rejected_history",
+}
+_REFUSAL_TEXT = {
+    "prompt_blocked": "The request was blocked by the model's safety filters. Try another photo or wording.",
+    "image_safety": "The model declined to produce this image for safety reasons. Try other wording.",
+    "image_recitation": "The model declined because the result resembled existing content.",
+    "no_image": "The model did not produce an image this time. Try again or rephrase.",
+}
+_RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+
+
+def to_contents(messages: Sequence[Message]) -> list[types.Content]:
+    contents = []
+    for m in messages:
+        parts: list[types.Part] = [types.Part(text=t) for t in m.texts]
+        for image in m.images:
+            parts.append(
+                types.Part(
+                    inline_data=types.Blob(data=image.data, mime_type=image.mime_type),
+                    thought_signature=image.thought_signature,
+                )
+            )
+        contents.append(types.Content(role=m.role, parts=parts))
+    return contents
+
+
+def parse_reply(response: types.GenerateContentResponse, model_id: str) -> ModelReply:
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason:
+        raise ModelRefused(
+            "prompt_blocked", _REFUSAL_TEXT["prompt_blocked"], block_reason=str(feedback.block_reason.value if hasattr(feedback.block_reason, "value") else feedback.block_reason)
+        )
+    if not response.candidates:
+        raise ModelRefused("no_image", _REFUSAL_TEXT["no_image"])
+    candidate = response.candidates[0]
+    finish = candidate.finish_reason
+    finish_name = str(getattr(finish, "value", finish or ""))
+    parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+    texts = [p.text for p in parts if p.text and not p.thought]
+    # Pro models may send interim "thought" images first: the last final one counts.
+    images = [p for p in parts if p.inline_data and p.inline_data.data and not p.thought]
+    text = " ".join(t.strip() for t in texts).strip()
+    if not images:
+        code = NO_IMAGE_FINISH.get(finish_name)
+        if code == "model_rejected_history":
+            raise UpstreamMisconfigured(code, "The model rejected the conversation history.")
+        if code:
+            raise ModelRefused(code, _REFUSAL_TEXT[code], finish_reason=finish_name, model_text=text or None)
+        if text:
+            # The model answered in words only, e.g. asking a question or declining.
+            raise ModelRefused("text_only", text, model_text=text)
+        raise ModelRefused("no_image", _REFUSAL_TEXT["no_image"], finish_reason=finish_name or None)
+    image = images[-1]
+    assert image.inline_data is not None and image.inline_data.data is not None
+    if not image.thought_signature:
+        # Without it the next edit would be refused; fail now, clearly.
+        raise UpstreamMisconfigured(
+            "missing_thought_signature", "The model's image came without a thought signature."
+        )
+    usage: dict[str, int] = {}
+    if response.usage_metadata is not None:
+        um = response.usage_metadata
+        for key, value in (
+            ("prompt_tokens", um.prompt_token_count),
+            ("output_tokens", um.candidates_token_count),
+            ("total_tokens", um.total_token_count),
+        ):
+            if value is not None:
+                usage[key] = int(value)
+    return ModelReply(
+        text=text,
+        image=image.inline_data.data,
+        mime_type=image.inline_data.mime_type or "image/png",
+        thought_signature=image.thought_signature,
+        model_version=response.model_version or model_id,
+        usage=usage,
+    )
+
+
+def _retry_after(exc: genai_errors.APIError) -> float | None:
+    headers = getattr(exc.response, "headers", None)
+    raw = headers.get("retry-after") if headers is not None else None
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def map_api_error(exc: genai_errors.APIError, model_id: str) -> PixmeError:
+    code = exc.code
+    message = exc.message or ""
+    if code == 429:
+        wait = _retry_after(exc)
+        return RateLimited("model_rate_limited", "The image model is busy; retry shortly.",
+                           retry_after_s=max(1, round(wait or 10)))
+    if code == 404:
+        return UpstreamMisconfigured(
+            "model_not_found", f"Model {model_id!r} is not available (retired or misspelled): "
+            "the operator must update PIXME_MODEL / PIXME_MODELS."
+        )
+    if code in (401, 403):
+        return UpstreamMisconfigured("model_access_denied", "The backend is not allowed to use the image model.")
+    if code == 400 and "thought_signature" in message:
+        return UpstreamMisconfigured("model_rejected_history", "The model rejected the conversation history.")
+    if code == 400 and exc.status == "FAILED_PRECONDITION":
+        return UpstreamMisconfigured("model_unavailable_here", "The image model is not available in this region.")
+    if code == 400:
+        return UpstreamMisconfigured("model_invalid_argument", "The model rejected the request as invalid.")
+    if code >= 500:
+        return Unavailable("model_unavailable", "The image model is temporarily unavailable; retry shortly.")
+    return UpstreamMisconfigured("model_error", f"The image model answered {code}.")
+
+
+class GeminiModel:
+    def __init__(
+        self,
+        timeout_s: int,
+        deadline_s: int,
+        client: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        # One long-lived client per process: throw-away clients can be
+        # garbage-collected mid-call.
+        self.client = client or genai.Client(http_options=types.HttpOptions(timeout=timeout_s * 1000))
+        self.timeout_s = timeout_s
+        self.deadline_s = deadline_s
+        self.sleep = sleep
+
+    def generate(self, model_id: str, messages: Sequence[Message], options: RenderOptions) -> ModelReply:
+        image_config = None
+        if options.aspect_ratio or options.image_size:
+            image_config = types.ImageConfig(aspect_ratio=options.aspect_ratio, image_size=options.image_size)
+        config = types.GenerateContentConfig(response_modalities=["TEXT", "IMAGE"], image_config=image_config)
+        contents = to_contents(messages)
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self.client.models.generate_content(model=model_id, contents=contents, config=config)
+                return parse_reply(response, model_id)
+            except genai_errors.APIError as exc:
+                error = map_api_error(exc, model_id)
+                wait = _retry_after(exc) if exc.code in _RETRYABLE_STATUS else None
+                retryable = exc.code in _RETRYABLE_STATUS
+            except httpx.TimeoutException:
+                error = Unavailable("model_timeout", "The image model took too long; retry shortly.")
+                wait, retryable = None, False  # a timeout already used most of the budget
+            except httpx.TransportError:
+                error = Unavailable("model_unreachable", "The image model could not be reached.")
+                wait, retryable = None, True
+            if not retryable or attempt >= 4:
+                raise error
+            # Exponential backoff with full jitter, or the server's Retry-After.
+            delay = wait if wait is not None else random.uniform(0, min(8.0, 0.5 * 2**attempt))
+            elapsed = time.monotonic() - started
+            if elapsed + delay + self.timeout_s > self.deadline_s:
+                raise error
+            log.warning("model call failed (%s), retry %d in %.1fs", error.code, attempt, delay)
+            self.sleep(delay)

@@ -1,0 +1,130 @@
+"""Settings, read once from the environment.
+
+Every variable the functions read is listed in `ENV_VARS` (infra and the
+local stack are tested against it). Missing required values fail fast with a
+message naming them, at the first request rather than as a vague error later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+GOOGLE_CERTS_URL = (
+    "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
+)
+DEFAULT_MODEL = "gemini-3.1-flash-image"
+
+ENV_VARS: tuple[str, ...] = (
+    "GOOGLE_CLOUD_PROJECT",
+    "PIXME_UPLOADS_BUCKET",
+    "PIXME_ASSETS_BUCKET",
+    "PIXME_MODEL",
+    "PIXME_MODELS",
+    "PIXME_MODEL_TIMEOUT_S",
+    "PIXME_MODEL_DEADLINE_S",
+    "PIXME_RETENTION_DAYS",
+    "PIXME_URL_TTL_S",
+    "PIXME_MAX_UPLOAD_BYTES",
+    "PIXME_MAX_UPLOAD_PIXELS",
+    "PIXME_MAX_SIDE",
+    "PIXME_MAX_EVENT_AGE_S",
+    "PIXME_MAX_TEXT_CHARS",
+    "PIXME_AUTH_CERTS_URL",
+    "PIXME_SIGNING_SERVICE_ACCOUNT",
+    "PIXME_SIGNING_KEY_FILE",
+    "PIXME_PUBLIC_STORAGE_URL",
+    "PIXME_LOG_FORMAT",
+)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _models(raw: str, default: str) -> dict[str, str]:
+    """Parse the operator's allowlist `alias=model-id,alias=model-id`."""
+    models: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in raw.split(","))):
+        alias, sep, model_id = item.partition("=")
+        if not sep or not alias.strip() or not model_id.strip():
+            raise ConfigError(f"PIXME_MODELS entry {item!r} is not alias=model-id")
+        models[alias.strip()] = model_id.strip()
+    return models or {"default": default}
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    uploads_bucket: str
+    assets_bucket: str
+    model: str = DEFAULT_MODEL
+    models: dict[str, str] = field(default_factory=dict)
+    model_timeout_s: int = 60
+    model_deadline_s: int = 90
+    retention_days: int = 30
+    url_ttl_s: int = 900
+    max_upload_bytes: int = 40 * 1024 * 1024
+    # 50 MP admits a 48 MP phone photo (8000x6000) and rejects 200 MP bombs.
+    max_upload_pixels: int = 50_000_000
+    max_side: int = 1536
+    max_event_age_s: int = 3600
+    max_text_chars: int = 500
+    auth_certs_url: str = GOOGLE_CERTS_URL
+    signing_service_account: str = ""
+    signing_key_file: str = ""
+    public_storage_url: str = ""
+    log_format: str = "json"
+
+    @property
+    def issuer(self) -> str:
+        return f"https://securetoken.google.com/{self.project}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        missing = [
+            n
+            for n in ("GOOGLE_CLOUD_PROJECT", "PIXME_UPLOADS_BUCKET", "PIXME_ASSETS_BUCKET")
+            if not env.get(n, "").strip()
+        ]
+        if missing:
+            raise ConfigError("missing required settings: " + ", ".join(missing))
+        model = env.get("PIXME_MODEL", "").strip() or DEFAULT_MODEL
+        timeout = _int(env, "PIXME_MODEL_TIMEOUT_S", 60)
+        deadline = _int(env, "PIXME_MODEL_DEADLINE_S", max(90, timeout))
+        if deadline < timeout:
+            raise ConfigError("PIXME_MODEL_DEADLINE_S must be >= PIXME_MODEL_TIMEOUT_S")
+        return cls(
+            project=env["GOOGLE_CLOUD_PROJECT"].strip(),
+            uploads_bucket=env["PIXME_UPLOADS_BUCKET"].strip(),
+            assets_bucket=env["PIXME_ASSETS_BUCKET"].strip(),
+            model=model,
+            models=_models(env.get("PIXME_MODELS", ""), model),
+            model_timeout_s=timeout,
+            model_deadline_s=deadline,
+            retention_days=_int(env, "PIXME_RETENTION_DAYS", 30),
+            url_ttl_s=_int(env, "PIXME_URL_TTL_S", 900, minimum=60),
+            max_upload_bytes=_int(env, "PIXME_MAX_UPLOAD_BYTES", 40 * 1024 * 1024),
+            max_upload_pixels=_int(env, "PIXME_MAX_UPLOAD_PIXELS", 50_000_000),
+            max_side=_int(env, "PIXME_MAX_SIDE", 1536, minimum=256),
+            max_event_age_s=_int(env, "PIXME_MAX_EVENT_AGE_S", 3600),
+            max_text_chars=_int(env, "PIXME_MAX_TEXT_CHARS", 500),
+            auth_certs_url=env.get("PIXME_AUTH_CERTS_URL", "").strip() or GOOGLE_CERTS_URL,
+            signing_service_account=env.get("PIXME_SIGNING_SERVICE_ACCOUNT", "").strip(),
+            signing_key_file=env.get("PIXME_SIGNING_KEY_FILE", "").strip(),
+            public_storage_url=env.get("PIXME_PUBLIC_STORAGE_URL", "").strip(),
+            log_format=env.get("PIXME_LOG_FORMAT", "").strip() or "json",
+        )

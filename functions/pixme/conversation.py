@@ -1,0 +1,120 @@
+"""Sessions and turns, and the policy for what history the model sees.
+
+A session is a tree of turns: every turn names its parent, so undo and
+branching are just edits from an earlier turn. The model never sees the
+tree, only the lineage of the turn being edited, condensed to text.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def new_id(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(ID_ALPHABET) for _ in range(16))
+
+
+@dataclass
+class Upload:
+    owner: str
+    upload_id: str
+    status: str  # "processing" | "ready" | "rejected"
+    source_bucket: str
+    source_path: str
+    generation: str
+    created_at: datetime
+    expires_at: datetime
+    image_path: str | None = None
+    width: int | None = None
+    height: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    timings_ms: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return upload_key(self.owner, self.upload_id)
+
+    def public(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "upload_id": self.upload_id,
+            "status": self.status,
+            "created_at": self.created_at.isoformat(),
+        }
+        if self.status == "ready":
+            out.update(width=self.width, height=self.height, timings_ms=self.timings_ms)
+        if self.status == "rejected":
+            out.update(reason=self.reason, message=self.message)
+        return out
+
+
+def upload_key(owner: str, upload_id: str) -> str:
+    # Upload ids are chosen by the client, so they are only unique per owner.
+    return f"{owner}:{upload_id}"
+
+
+@dataclass
+class Turn:
+    turn_id: str
+    parent: str | None
+    instruction: str | None  # None for the generated first turn
+    text: str
+    image_path: str
+    mime_type: str
+    thought_signature: bytes | None
+    model: str
+    model_version: str
+    usage: dict[str, int]
+    ms: int
+    created_at: datetime
+
+
+@dataclass
+class Session:
+    session_id: str
+    owner: str
+    style: str
+    model: str
+    upload_id: str
+    selfie_path: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    head_turn: str
+    turn_count: int
+    caption: str | None = None
+
+    def expired(self, now: datetime) -> bool:
+        # Firestore TTL deletes late: expiry is checked on read, TTL is a safety net.
+        return now >= self.expires_at
+
+
+def expiry(now: datetime, retention_days: int) -> datetime:
+    return now + timedelta(days=retention_days)
+
+
+def lineage(turns: dict[str, Turn], turn_id: str) -> list[Turn]:
+    """The path from the first turn to `turn_id`, oldest first."""
+    path: list[Turn] = []
+    seen: set[str] = set()
+    current: str | None = turn_id
+    while current is not None:
+        if current in seen:  # a corrupt cycle must not hang a request
+            break
+        seen.add(current)
+        turn = turns.get(current)
+        if turn is None:
+            break
+        path.append(turn)
+        current = turn.parent
+    path.reverse()
+    return path
+
+
+def earlier_instructions(path: list[Turn]) -> list[str]:
+    return [t.instruction for t in path if t.instruction]

@@ -1,0 +1,85 @@
+"""The small interfaces the services depend on; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from .conversation import Session, Turn, Upload
+from .prompts import Message
+
+
+class BlobStore(Protocol):
+    def read(self, bucket: str, path: str) -> bytes: ...
+
+    def write(self, bucket: str, path: str, data: bytes, content_type: str) -> None: ...
+
+    def delete(self, bucket: str, path: str) -> None:
+        """Delete; a missing object is not an error."""
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int: ...
+
+    def signed_url(self, bucket: str, path: str, ttl_s: int) -> str: ...
+
+
+class UploadStore(Protocol):
+    def claim(self, upload: Upload) -> Upload | None:
+        """Create the document if absent; return the existing one otherwise."""
+
+    def save(self, upload: Upload) -> None: ...
+
+    def get(self, owner: str, upload_id: str) -> Upload | None: ...
+
+    def expired(self, now: datetime, limit: int) -> list[Upload]: ...
+
+    def delete(self, upload: Upload) -> None: ...
+
+
+class SessionStore(Protocol):
+    def create(self, session: Session, first: Turn) -> None: ...
+
+    def get(self, session_id: str) -> Session | None: ...
+
+    def list_for(self, owner: str, limit: int) -> list[Session]: ...
+
+    def turns(self, session_id: str) -> list[Turn]: ...
+
+    def append(self, session_id: str, turn: Turn, now: datetime) -> Session:
+        """Add `turn` and make it the head, atomically; returns the updated session."""
+
+    def expired(self, now: datetime, limit: int) -> list[Session]: ...
+
+    def delete(self, session_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    text: str
+    image: bytes
+    mime_type: str
+    thought_signature: bytes | None
+    model_version: str
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+class ImageModel(Protocol):
+    def generate(
+        self, model_id: str, messages: Sequence[Message], options: RenderOptions
+    ) -> ModelReply: ...
+
+
+class TokenVerifier(Protocol):
+    def verify(self, token: str) -> str:
+        """Return the caller's uid, or raise Unauthenticated."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...

@@ -1,0 +1,159 @@
+"""Use cases: generate a styled avatar from a ready upload, and edit it.
+
+The model call happens before any write, and the session is written last, so
+a failed or refused call leaves nothing behind but an unreferenced image at
+worst (which cleanup removes with its session prefix).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..api import EditRequest, GenerateRequest
+from ..config import Settings
+from ..conversation import Session, Turn, earlier_instructions, expiry, lineage, new_id
+from ..errors import NotFound, NotReady
+from ..ports import BlobStore, Clock, ImageModel, ModelReply, RenderOptions, SessionStore, UploadStore
+from ..prompts import ImageRef, edit_messages, generation_messages
+from ..styles import get_style
+
+_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+def avatar_path(owner: str, session_id: str, turn_id: str, mime_type: str) -> str:
+    return f"avatars/{owner}/{session_id}/{turn_id}.{_EXT.get(mime_type, 'bin')}"
+
+
+class Avatars:
+    def __init__(
+        self,
+        settings: Settings,
+        blobs: BlobStore,
+        uploads: UploadStore,
+        sessions: SessionStore,
+        model: ImageModel,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.blobs = blobs
+        self.uploads = uploads
+        self.sessions = sessions
+        self.model = model
+        self.clock = clock
+
+    def generate(self, owner: str, req: GenerateRequest) -> dict[str, Any]:
+        upload = self.uploads.get(owner, req.upload_id)
+        if upload is None:
+            raise NotFound("upload_not_found", "No upload with this id.")
+        if upload.status == "processing":
+            raise NotReady("upload_processing", "The photo is still being processed; retry shortly.")
+        if upload.status != "ready" or upload.image_path is None:
+            raise NotReady(
+                "upload_rejected",
+                upload.message or "The photo was rejected.",
+                reason=upload.reason,
+            )
+        style = get_style(req.style)
+        selfie = ImageRef(self.blobs.read(self.settings.assets_bucket, upload.image_path), "image/jpeg")
+        messages = generation_messages(style, selfie, req.prompt, req.context, req.caption)
+        options = RenderOptions(req.aspect_ratio, req.image_size)
+        reply, ms = self._call(req.model, messages, options)
+
+        now = self.clock.now()
+        session_id, turn_id = new_id("s_"), new_id("t_")
+        turn = self._store_turn(owner, session_id, turn_id, None, req.prompt, req.model, reply, ms)
+        session = Session(
+            session_id=session_id,
+            owner=owner,
+            style=style.id,
+            model=req.model,
+            upload_id=req.upload_id,
+            selfie_path=upload.image_path,
+            created_at=now,
+            updated_at=now,
+            expires_at=expiry(now, self.settings.retention_days),
+            head_turn=turn_id,
+            turn_count=1,
+            caption=req.caption,
+        )
+        self.sessions.create(session, turn)
+        return self._result(session, turn)
+
+    def edit(self, owner: str, req: EditRequest) -> dict[str, Any]:
+        session = self.owned_session(owner, req.session_id)
+        turns = {t.turn_id: t for t in self.sessions.turns(session.session_id)}
+        base_id = req.from_turn or session.head_turn
+        base = turns.get(base_id)
+        if base is None:
+            raise NotFound("turn_not_found", "No turn with this id in the session.")
+        path = lineage(turns, base_id)
+        bucket = self.settings.assets_bucket
+        selfie = ImageRef(self.blobs.read(bucket, session.selfie_path), "image/jpeg")
+        current = ImageRef(self.blobs.read(bucket, base.image_path), base.mime_type, base.thought_signature)
+        messages = edit_messages(
+            get_style(session.style), selfie, current, earlier_instructions(path), req.instruction,
+            caption=session.caption,
+        )
+        reply, ms = self._call(session.model, messages, RenderOptions())
+        turn = self._store_turn(
+            owner, session.session_id, new_id("t_"), base_id, req.instruction, session.model, reply, ms
+        )
+        session = self.sessions.append(session.session_id, turn, self.clock.now())
+        return self._result(session, turn)
+
+    def owned_session(self, owner: str, session_id: str) -> Session:
+        session = self.sessions.get(session_id)
+        # Someone else's session and an expired one look exactly like a missing one.
+        if session is None or session.owner != owner or session.expired(self.clock.now()):
+            raise NotFound("session_not_found", "No session with this id.")
+        return session
+
+    def _call(self, model_id: str, messages: Any, options: RenderOptions) -> tuple[ModelReply, int]:
+        started = time.perf_counter()
+        reply = self.model.generate(model_id, messages, options)
+        return reply, int((time.perf_counter() - started) * 1000)
+
+    def _store_turn(
+        self,
+        owner: str,
+        session_id: str,
+        turn_id: str,
+        parent: str | None,
+        instruction: str | None,
+        model_id: str,
+        reply: ModelReply,
+        ms: int,
+    ) -> Turn:
+        path = avatar_path(owner, session_id, turn_id, reply.mime_type)
+        self.blobs.write(self.settings.assets_bucket, path, reply.image, reply.mime_type)
+        return Turn(
+            turn_id=turn_id,
+            parent=parent,
+            instruction=instruction,
+            text=reply.text,
+            image_path=path,
+            mime_type=reply.mime_type,
+            thought_signature=reply.thought_signature,
+            model=model_id,
+            model_version=reply.model_version,
+            usage=reply.usage,
+            ms=ms,
+            created_at=self.clock.now(),
+        )
+
+    def _result(self, session: Session, turn: Turn) -> dict[str, Any]:
+        ttl = self.settings.url_ttl_s
+        return {
+            "session_id": session.session_id,
+            "turn_id": turn.turn_id,
+            "parent_turn_id": turn.parent,
+            "style": session.style,
+            "text": turn.text,
+            "image_url": self.blobs.signed_url(self.settings.assets_bucket, turn.image_path, ttl),
+            "image_url_expires_in_s": ttl,
+            "turn_count": session.turn_count,
+            "model": turn.model,
+            "model_version": turn.model_version,
+            "ms": turn.ms,
+        }

@@ -1,0 +1,80 @@
+"""Use cases: read what a caller owns (uploads, sessions with their turns, styles)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Settings
+from ..conversation import Session, Turn
+from ..errors import NotFound
+from ..ports import BlobStore, Clock, SessionStore, UploadStore
+from ..styles import CATALOG_VERSION, STYLES
+
+MAX_LIST = 50
+
+
+def styles() -> dict[str, Any]:
+    return {"version": CATALOG_VERSION, "styles": [s.public() for s in STYLES]}
+
+
+class Library:
+    def __init__(
+        self,
+        settings: Settings,
+        blobs: BlobStore,
+        uploads: UploadStore,
+        sessions: SessionStore,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.blobs = blobs
+        self.uploads = uploads
+        self.sessions = sessions
+        self.clock = clock
+
+    def upload(self, owner: str, upload_id: str) -> dict[str, Any]:
+        upload = self.uploads.get(owner, upload_id)
+        if upload is None or upload.expires_at <= self.clock.now():
+            raise NotFound("upload_not_found", "No upload with this id.")
+        return upload.public()
+
+    def session(self, owner: str, session_id: str) -> dict[str, Any]:
+        session = self.sessions.get(session_id)
+        if session is None or session.owner != owner or session.expired(self.clock.now()):
+            raise NotFound("session_not_found", "No session with this id.")
+        turns = sorted(self.sessions.turns(session_id), key=lambda t: t.created_at)
+        body = self._summary(session)
+        body["turns"] = [self._turn(t) for t in turns]
+        return body
+
+    def sessions_of(self, owner: str) -> dict[str, Any]:
+        now = self.clock.now()
+        live = [s for s in self.sessions.list_for(owner, MAX_LIST) if not s.expired(now)]
+        return {"sessions": [self._summary(s) for s in live]}
+
+    def _summary(self, s: Session) -> dict[str, Any]:
+        return {
+            "session_id": s.session_id,
+            "style": s.style,
+            "model": s.model,
+            "upload_id": s.upload_id,
+            "head_turn_id": s.head_turn,
+            "turn_count": s.turn_count,
+            "created_at": s.created_at.isoformat(),
+            "updated_at": s.updated_at.isoformat(),
+            "expires_at": s.expires_at.isoformat(),
+        }
+
+    def _turn(self, t: Turn) -> dict[str, Any]:
+        return {
+            "turn_id": t.turn_id,
+            "parent_turn_id": t.parent,
+            "instruction": t.instruction,
+            "text": t.text,
+            "image_url": self.blobs.signed_url(
+                self.settings.assets_bucket, t.image_path, self.settings.url_ttl_s
+            ),
+            "model_version": t.model_version,
+            "ms": t.ms,
+            "created_at": t.created_at.isoformat(),
+        }

@@ -1,0 +1,125 @@
+"""Composition root: builds settings, adapters and services lazily, once per process.
+
+Nothing is created at import time, so a cold start pays only for what the
+invoked function uses (google.genai alone costs ~0.5 s to import).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from functools import cache
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from . import logs
+from .config import Settings
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+    from .adapters.firestore import FirestoreSessions, FirestoreUploads
+    from .adapters.gemini import GeminiModel
+    from .adapters.auth import FirebaseTokenVerifier
+    from .adapters.gcs import GcsBlobStore
+    from .services.avatars import Avatars
+    from .services.cleanup import Cleanup
+    from .services.ingest import Ingest
+    from .services.library import Library
+
+T = TypeVar("T")
+_lock = threading.RLock()
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@cache
+def settings() -> Settings:
+    s = Settings.from_env()
+    logs.setup(s.project, s.log_format)
+    return s
+
+
+def _once(fn: Callable[[], T]) -> Callable[[], T]:
+    """Like functools.cache, but safe when two threads build the same thing."""
+    cached = cache(fn)
+
+    def wrapper() -> T:
+        with _lock:
+            return cached()
+
+    return wrapper
+
+
+@_once
+def blobs() -> GcsBlobStore:
+    from .adapters.gcs import GcsBlobStore
+
+    return GcsBlobStore(settings())
+
+
+@_once
+def _db() -> firestore.Client:
+    from google.cloud import firestore
+
+    return firestore.Client(project=settings().project)
+
+
+@_once
+def uploads() -> FirestoreUploads:
+    from .adapters.firestore import FirestoreUploads
+
+    return FirestoreUploads(_db())
+
+
+@_once
+def sessions() -> FirestoreSessions:
+    from .adapters.firestore import FirestoreSessions
+
+    return FirestoreSessions(_db())
+
+
+@_once
+def verifier() -> FirebaseTokenVerifier:
+    from .adapters.auth import FirebaseTokenVerifier
+
+    return FirebaseTokenVerifier(settings())
+
+
+@_once
+def model() -> GeminiModel:
+    from .adapters.gemini import GeminiModel
+
+    s = settings()
+    return GeminiModel(s.model_timeout_s, s.model_deadline_s)
+
+
+@_once
+def ingest() -> Ingest:
+    from .services.ingest import Ingest
+
+    return Ingest(settings(), blobs(), uploads(), SystemClock())
+
+
+@_once
+def avatars() -> Avatars:
+    from .services.avatars import Avatars
+
+    return Avatars(settings(), blobs(), uploads(), sessions(), model(), SystemClock())
+
+
+@_once
+def library() -> Library:
+    from .services.library import Library
+
+    return Library(settings(), blobs(), uploads(), sessions(), SystemClock())
+
+
+@_once
+def cleanup() -> Cleanup:
+    from .services.cleanup import Cleanup
+
+    return Cleanup(settings(), blobs(), uploads(), sessions(), SystemClock())

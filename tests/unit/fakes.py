@@ -1,0 +1,154 @@
+"""In-memory fakes of our own ports, for testing the pure core and services."""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from PIL import Image
+
+from pixme.config import Settings
+from pixme.conversation import Session, Turn, Upload
+from pixme.errors import NotFound, PixmeError
+from pixme.ports import ModelReply, RenderOptions
+from pixme.prompts import Message
+
+
+def settings(**overrides: object) -> Settings:
+    base: dict[str, object] = {
+        "project": "demo-test",
+        "uploads_bucket": "up",
+        "assets_bucket": "assets",
+        "models": {"flash": "gemini-3.1-flash-image", "pro": "gemini-3-pro-image"},
+    }
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+class FakeClock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.current = now or datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **kwargs: float) -> None:
+        self.current += timedelta(**kwargs)
+
+
+class FakeBlobs:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
+
+    def read(self, bucket: str, path: str) -> bytes:
+        try:
+            return self.objects[(bucket, path)][0]
+        except KeyError:
+            raise NotFound("blob_not_found", path) from None
+
+    def write(self, bucket: str, path: str, data: bytes, content_type: str) -> None:
+        self.objects[(bucket, path)] = (data, content_type)
+
+    def delete(self, bucket: str, path: str) -> None:
+        self.objects.pop((bucket, path), None)
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        keys = [k for k in self.objects if k[0] == bucket and k[1].startswith(prefix)]
+        for key in keys:
+            del self.objects[key]
+        return len(keys)
+
+    def signed_url(self, bucket: str, path: str, ttl_s: int) -> str:
+        return f"https://signed.example/{bucket}/{path}?ttl={ttl_s}"
+
+
+class FakeUploads:
+    def __init__(self) -> None:
+        self.docs: dict[str, Upload] = {}
+
+    def claim(self, upload: Upload) -> Upload | None:
+        if upload.key in self.docs:
+            return copy.deepcopy(self.docs[upload.key])
+        self.docs[upload.key] = copy.deepcopy(upload)
+        return None
+
+    def save(self, upload: Upload) -> None:
+        self.docs[upload.key] = copy.deepcopy(upload)
+
+    def get(self, owner: str, upload_id: str) -> Upload | None:
+        doc = self.docs.get(f"{owner}:{upload_id}")
+        return copy.deepcopy(doc) if doc else None
+
+    def expired(self, now: datetime, limit: int) -> list[Upload]:
+        return [copy.deepcopy(u) for u in self.docs.values() if u.expires_at <= now][:limit]
+
+    def delete(self, upload: Upload) -> None:
+        self.docs.pop(upload.key, None)
+
+
+class FakeSessions:
+    def __init__(self) -> None:
+        self.sessions: dict[str, Session] = {}
+        self.turn_docs: dict[str, dict[str, Turn]] = {}
+
+    def create(self, session: Session, first: Turn) -> None:
+        self.sessions[session.session_id] = copy.deepcopy(session)
+        self.turn_docs[session.session_id] = {first.turn_id: first}
+
+    def get(self, session_id: str) -> Session | None:
+        s = self.sessions.get(session_id)
+        return copy.deepcopy(s) if s else None
+
+    def list_for(self, owner: str, limit: int) -> list[Session]:
+        mine = [s for s in self.sessions.values() if s.owner == owner]
+        return sorted(mine, key=lambda s: s.updated_at, reverse=True)[:limit]
+
+    def turns(self, session_id: str) -> list[Turn]:
+        return list(self.turn_docs.get(session_id, {}).values())
+
+    def append(self, session_id: str, turn: Turn, now: datetime) -> Session:
+        session = self.sessions[session_id]
+        self.turn_docs[session_id][turn.turn_id] = turn
+        session.head_turn = turn.turn_id
+        session.turn_count += 1
+        session.updated_at = now
+        return copy.deepcopy(session)
+
+    def expired(self, now: datetime, limit: int) -> list[Session]:
+        return [copy.deepcopy(s) for s in self.sessions.values() if s.expires_at <= now][:limit]
+
+    def delete(self, session_id: str) -> None:
+        self.sessions.pop(session_id, None)
+        self.turn_docs.pop(session_id, None)
+
+
+def png(color: tuple[int, int, int] = (200, 100, 50), size: tuple[int, int] = (256, 256)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "PNG")
+    return out.getvalue()
+
+
+class FakeModel:
+    """Answers every call with a small image, or raises what the test queued."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[Message]]] = []
+        self.failures: list[PixmeError] = []
+
+    def generate(
+        self, model_id: str, messages: Sequence[Message], options: RenderOptions
+    ) -> ModelReply:
+        self.calls.append((model_id, list(messages)))
+        if self.failures:
+            raise self.failures.pop(0)
+        n = len(self.calls)
+        return ModelReply(
+            text=f"image {n}",
+            image=png((n * 20 % 256, 80, 160)),
+            mime_type="image/png",
+            thought_signature=f"sig-{n}".encode(),
+            model_version=f"{model_id}-v1",
+            usage={"prompt_tokens": 10, "output_tokens": 1120},
+        )

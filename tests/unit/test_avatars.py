@@ -1,0 +1,142 @@
+"""Generate and edit: the conversation as the app sees it, against fakes of our ports."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakes import FakeBlobs, FakeClock, FakeModel, FakeSessions, FakeUploads, png, settings
+from pixme.api import EditRequest, GenerateRequest
+from pixme.errors import NotFound, NotReady, RateLimited
+from pixme.services.avatars import Avatars
+from pixme.services.ingest import Ingest, StorageObject
+from pixme.services.library import Library
+
+
+class World:
+    def __init__(self) -> None:
+        self.s = settings()
+        self.blobs, self.uploads, self.sessions = FakeBlobs(), FakeUploads(), FakeSessions()
+        self.model, self.clock = FakeModel(), FakeClock()
+        self.avatars = Avatars(self.s, self.blobs, self.uploads, self.sessions, self.model, self.clock)
+        self.library = Library(self.s, self.blobs, self.uploads, self.sessions, self.clock)
+
+    def upload(self, owner: str = "alice", upload_id: str = "u1") -> None:
+        name = f"uploads/{owner}/{upload_id}.png"
+        self.blobs.write("up", name, png(), "image/png")
+        Ingest(self.s, self.blobs, self.uploads, self.clock).handle(
+            StorageObject("up", name, "1", 1, self.clock.now())
+        )
+
+    def generate(self, owner: str = "alice", **body: object) -> dict:  # type: ignore[type-arg]
+        req = GenerateRequest.parse({"upload_id": "u1", "style": "comics", **body}, self.s)
+        return self.avatars.generate(owner, req)
+
+    def edit(self, session_id: str, instruction: str, owner: str = "alice", **body: object) -> dict:  # type: ignore[type-arg]
+        req = EditRequest.parse({"session_id": session_id, "instruction": instruction, **body}, self.s)
+        return self.avatars.edit(owner, req)
+
+
+@pytest.fixture
+def world() -> World:
+    w = World()
+    w.upload()
+    return w
+
+
+def test_generate_stores_the_image_and_starts_a_session(world: World) -> None:
+    result = world.generate(prompt="add a hat")
+    assert result["text"] == "image 1" and result["turn_count"] == 1
+    assert result["image_url"].startswith("https://signed.example/assets/avatars/alice/")
+    session = world.sessions.get(result["session_id"])
+    assert session is not None and session.head_turn == result["turn_id"]
+    (model_id, messages), = world.model.calls
+    assert model_id == world.s.model
+    assert "add a hat" in messages[0].texts[0] and "comic book" in messages[0].texts[0]
+
+
+def test_generate_needs_a_ready_upload_of_the_caller(world: World) -> None:
+    with pytest.raises(NotFound):
+        world.generate(owner="mallory")
+    world.blobs.write("up", "uploads/alice/bad.png", b"nope", "image/png")
+    Ingest(world.s, world.blobs, world.uploads, world.clock).handle(
+        StorageObject("up", "uploads/alice/bad.png", "1", 4, world.clock.now())
+    )
+    with pytest.raises(NotReady) as caught:
+        world.generate(upload_id="bad")
+    assert caught.value.code == "upload_rejected"
+
+
+def test_edits_chain_and_send_only_a_bounded_history(world: World) -> None:
+    first = world.generate()
+    sid = first["session_id"]
+    for i in range(6):
+        world.edit(sid, f"change {i}")
+    _, messages = world.model.calls[-1]
+    assert [m.role for m in messages] == ["user", "model", "user"]
+    assert sum(len(m.images) for m in messages) == 2  # the selfie and the current image only
+    assert messages[1].images[0].thought_signature == b"sig-6"
+    memory = messages[0].texts[1]
+    assert "change 0" in memory and "change 4" in memory and "change 5" not in memory
+    assert messages[2].texts[0].startswith("Edit the last image: change 5")
+
+
+def test_editing_an_earlier_turn_branches_the_session(world: World) -> None:
+    first = world.generate()
+    sid = first["session_id"]
+    second = world.edit(sid, "add glasses")
+    branch = world.edit(sid, "make it warmer", from_turn=first["turn_id"])
+    assert branch["parent_turn_id"] == first["turn_id"]
+    _, messages = world.model.calls[-1]
+    assert "add glasses" not in " ".join(messages[0].texts)
+    view = world.library.session("alice", sid)
+    parents = {t["turn_id"]: t["parent_turn_id"] for t in view["turns"]}
+    assert parents == {first["turn_id"]: None, second["turn_id"]: first["turn_id"],
+                       branch["turn_id"]: first["turn_id"]}
+    assert view["head_turn_id"] == branch["turn_id"]
+
+
+def test_nobody_else_sees_or_edits_a_session(world: World) -> None:
+    sid = world.generate()["session_id"]
+    with pytest.raises(NotFound):
+        world.edit(sid, "add glasses", owner="mallory")
+    with pytest.raises(NotFound):
+        world.library.session("mallory", sid)
+    assert world.library.sessions_of("mallory") == {"sessions": []}
+
+
+def test_an_expired_session_is_gone_even_before_cleanup(world: World) -> None:
+    sid = world.generate()["session_id"]
+    world.clock.advance(days=world.s.retention_days, seconds=1)
+    with pytest.raises(NotFound):
+        world.edit(sid, "add glasses")
+
+
+def test_a_failed_model_call_writes_nothing(world: World) -> None:
+    world.model.failures.append(RateLimited("model_rate_limited", "busy", retry_after_s=3))
+    with pytest.raises(RateLimited):
+        world.generate()
+    assert world.sessions.sessions == {}
+    assert not any(k[1].startswith("avatars/") for k in world.blobs.objects)
+
+
+def test_unknown_turn_is_not_found(world: World) -> None:
+    sid = world.generate()["session_id"]
+    with pytest.raises(NotFound) as caught:
+        world.edit(sid, "add glasses", from_turn="t_missing")
+    assert caught.value.code == "turn_not_found"
+
+
+def test_cleanup_removes_expired_sessions_images_and_uploads(world: World) -> None:
+    from pixme.services.cleanup import Cleanup
+
+    old = world.generate()["session_id"]
+    world.clock.advance(days=world.s.retention_days - 1)
+    world.upload(upload_id="u2")
+    fresh = world.generate(upload_id="u2")["session_id"]
+    world.clock.advance(days=1, seconds=1)
+    result = Cleanup(world.s, world.blobs, world.uploads, world.sessions, world.clock).run()
+    assert result == {"sessions_deleted": 1, "images_deleted": 1, "uploads_deleted": 1}
+    assert world.sessions.get(old) is None and world.sessions.get(fresh) is not None
+    assert world.uploads.get("alice", "u1") is None and world.uploads.get("alice", "u2")
+    assert not any(old in k[1] for k in world.blobs.objects)
+    assert ("up", "uploads/alice/u1.png") not in world.blobs.objects
