@@ -12,7 +12,9 @@ from pixme import wiring
 from pixme.api import EditRequest, GenerateRequest
 from pixme.errors import NotFound, PixmeError
 from pixme.events import FINALIZED, storage_object
-from pixme.web import Request, Response, body_of, caller, serve
+from flask import Request
+
+from pixme.web import Response, body_of, caller, serve
 
 log = logging.getLogger("pixme.main")
 

@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .config import Settings
-from .errors import InvalidRequest
-from .styles import get_style
+from pixme.config import Settings
+from pixme.errors import InvalidRequest
+from pixme.styles import get_style
 
 ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
@@ -32,18 +32,14 @@ def _str(body: dict[str, Any], name: str, required: bool = False, limit: int = 6
     if required and not value:
         raise InvalidRequest("missing_field", f"{name} is required.", field=name)
     if len(value) > limit:
-        raise InvalidRequest(
-            "field_too_long", f"{name} must be at most {limit} characters.", field=name
-        )
+        raise InvalidRequest("field_too_long", f"{name} must be at most {limit} characters.", field=name)
     return value
 
 
 def _id(body: dict[str, Any], name: str, required: bool = True) -> str | None:
     value = _str(body, name, required)
     if value is not None and not ID.match(value):
-        raise InvalidRequest(
-            "invalid_field", f"{name} must be 1-64 letters, digits, '-' or '_'.", field=name
-        )
+        raise InvalidRequest("invalid_field", f"{name} must be 1-64 letters, digits, '-' or '_'.", field=name)
     return value
 
 
@@ -51,7 +47,9 @@ def _choice(body: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str | 
     value = _str(body, name)
     if value is not None and value not in allowed:
         raise InvalidRequest(
-            "invalid_field", f"{name} must be one of the allowed values.", field=name,
+            "invalid_field",
+            f"{name} must be one of the allowed values.",
+            field=name,
             allowed=list(allowed),
         )
     return value
@@ -62,7 +60,9 @@ def resolve_model(settings: Settings, alias: str | None) -> str:
         return settings.model
     if alias not in settings.models:
         raise InvalidRequest(
-            "invalid_field", "model must be one of the allowed values.", field="model",
+            "invalid_field",
+            "model must be one of the allowed values.",
+            field="model",
             allowed=sorted(settings.models),
         )
     return settings.models[alias]

@@ -11,11 +11,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from pixme.errors import ConfigError
 
-GOOGLE_CERTS_URL = (
-    "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
-)
+GOOGLE_CERTS_URL = "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
 DEFAULT_MODEL = "gemini-3.1-flash-image"
 
 ENV_VARS: tuple[str, ...] = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .services.ingest import StorageObject
+from pixme.services.ingest import StorageObject
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageCms
 
-from .errors import Rejected
+from pixme.errors import Rejected
 
 # Never disabled: a pixel count above twice this raises inside Pillow itself,
 # whatever our own checks say.

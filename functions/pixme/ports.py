@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from .conversation import Session, Turn, Upload
-from .prompts import Message
+from pixme.conversation import Session, Turn, Upload
+from pixme.prompts import Message
 
 
 class BlobStore(Protocol):
@@ -71,9 +71,7 @@ class ModelReply:
 
 
 class ImageModel(Protocol):
-    def generate(
-        self, model_id: str, messages: Sequence[Message], options: RenderOptions
-    ) -> ModelReply: ...
+    def generate(self, model_id: str, messages: Sequence[Message], options: RenderOptions) -> ModelReply: ...
 
 
 class TokenVerifier(Protocol):

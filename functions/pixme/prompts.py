@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .styles import Style, fidelity_clause
+from pixme.styles import Style, fidelity_clause
 
 IDENTITY_CLAUSE = (
     "The photo is the only reference for who the person is: it must stay "

@@ -8,14 +8,14 @@ to show in an app store listing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
-from .errors import InvalidRequest
+from pixme.errors import InvalidRequest
 
 CATALOG_VERSION = "2026-11-24.1"
 
 
-class Fidelity(str, Enum):
+class Fidelity(StrEnum):
     """How strictly a style must keep the person's facial features."""
 
     HIGH = "high"  # the face stays recognisably photographic in structure

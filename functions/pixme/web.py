@@ -10,26 +10,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from . import logs, wiring
-from .errors import InvalidRequest, PixmeError, RateLimited, Unauthenticated, Unavailable
+from flask import Request
+
+from pixme import logs, wiring
+from pixme.errors import InvalidRequest, PixmeError, RateLimited, Unauthenticated, Unavailable
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 Response = tuple[str, int, dict[str, str]]
-
-
-class Request(Protocol):
-    """The part of a Flask request the edge uses."""
-
-    method: str
-    path: str
-    headers: Any
-    args: Any
-    content_length: int | None
-
-    def get_data(self, cache: bool = ..., as_text: bool = ...) -> Any: ...
 
 
 def _json(status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> Response:

@@ -7,25 +7,25 @@ invoked function uses (google.genai alone costs ~0.5 s to import).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
-from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from . import logs
-from .config import Settings
+from pixme import logs
+from pixme.config import Settings
 
 if TYPE_CHECKING:
     from google.cloud import firestore
 
-    from .adapters.firestore import FirestoreSessions, FirestoreUploads
-    from .adapters.gemini import GeminiModel
-    from .adapters.auth import FirebaseTokenVerifier
-    from .adapters.gcs import GcsBlobStore
-    from .services.avatars import Avatars
-    from .services.cleanup import Cleanup
-    from .services.ingest import Ingest
-    from .services.library import Library
+    from pixme.adapters.auth import FirebaseTokenVerifier
+    from pixme.adapters.firestore import FirestoreSessions, FirestoreUploads
+    from pixme.adapters.gcs import GcsBlobStore
+    from pixme.adapters.gemini import GeminiModel
+    from pixme.services.avatars import Avatars
+    from pixme.services.cleanup import Cleanup
+    from pixme.services.ingest import Ingest
+    from pixme.services.library import Library
 
 T = TypeVar("T")
 _lock = threading.RLock()
@@ -56,7 +56,7 @@ def _once(fn: Callable[[], T]) -> Callable[[], T]:
 
 @_once
 def blobs() -> GcsBlobStore:
-    from .adapters.gcs import GcsBlobStore
+    from pixme.adapters.gcs import GcsBlobStore
 
     return GcsBlobStore(settings())
 
@@ -70,28 +70,28 @@ def _db() -> firestore.Client:
 
 @_once
 def uploads() -> FirestoreUploads:
-    from .adapters.firestore import FirestoreUploads
+    from pixme.adapters.firestore import FirestoreUploads
 
     return FirestoreUploads(_db())
 
 
 @_once
 def sessions() -> FirestoreSessions:
-    from .adapters.firestore import FirestoreSessions
+    from pixme.adapters.firestore import FirestoreSessions
 
     return FirestoreSessions(_db())
 
 
 @_once
 def verifier() -> FirebaseTokenVerifier:
-    from .adapters.auth import FirebaseTokenVerifier
+    from pixme.adapters.auth import FirebaseTokenVerifier
 
     return FirebaseTokenVerifier(settings())
 
 
 @_once
 def model() -> GeminiModel:
-    from .adapters.gemini import GeminiModel
+    from pixme.adapters.gemini import GeminiModel
 
     s = settings()
     return GeminiModel(s.model_timeout_s, s.model_deadline_s)
@@ -99,27 +99,27 @@ def model() -> GeminiModel:
 
 @_once
 def ingest() -> Ingest:
-    from .services.ingest import Ingest
+    from pixme.services.ingest import Ingest
 
     return Ingest(settings(), blobs(), uploads(), SystemClock())
 
 
 @_once
 def avatars() -> Avatars:
-    from .services.avatars import Avatars
+    from pixme.services.avatars import Avatars
 
     return Avatars(settings(), blobs(), uploads(), sessions(), model(), SystemClock())
 
 
 @_once
 def library() -> Library:
-    from .services.library import Library
+    from pixme.services.library import Library
 
     return Library(settings(), blobs(), uploads(), sessions(), SystemClock())
 
 
 @_once
 def cleanup() -> Cleanup:
-    from .services.cleanup import Cleanup
+    from pixme.services.cleanup import Cleanup
 
     return Cleanup(settings(), blobs(), uploads(), sessions(), SystemClock())

@@ -137,9 +137,7 @@ class FakeModel:
         self.calls: list[tuple[str, list[Message]]] = []
         self.failures: list[PixmeError] = []
 
-    def generate(
-        self, model_id: str, messages: Sequence[Message], options: RenderOptions
-    ) -> ModelReply:
+    def generate(self, model_id: str, messages: Sequence[Message], options: RenderOptions) -> ModelReply:
         self.calls.append((model_id, list(messages)))
         if self.failures:
             raise self.failures.pop(0)

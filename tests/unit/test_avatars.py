@@ -49,7 +49,7 @@ def test_generate_stores_the_image_and_starts_a_session(world: World) -> None:
     assert result["image_url"].startswith("https://signed.example/assets/avatars/alice/")
     session = world.sessions.get(result["session_id"])
     assert session is not None and session.head_turn == result["turn_id"]
-    (model_id, messages), = world.model.calls
+    ((model_id, messages),) = world.model.calls
     assert model_id == world.s.model
     assert "add a hat" in messages[0].texts[0] and "comic book" in messages[0].texts[0]
 
@@ -90,8 +90,11 @@ def test_editing_an_earlier_turn_branches_the_session(world: World) -> None:
     assert "add glasses" not in " ".join(messages[0].texts)
     view = world.library.session("alice", sid)
     parents = {t["turn_id"]: t["parent_turn_id"] for t in view["turns"]}
-    assert parents == {first["turn_id"]: None, second["turn_id"]: first["turn_id"],
-                       branch["turn_id"]: first["turn_id"]}
+    assert parents == {
+        first["turn_id"]: None,
+        second["turn_id"]: first["turn_id"],
+        branch["turn_id"]: first["turn_id"],
+    }
     assert view["head_turn_id"] == branch["turn_id"]
 
 

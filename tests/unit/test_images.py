@@ -44,8 +44,12 @@ def png_header(width: int, height: int) -> bytes:
     chunk = b"IHDR" + ihdr
     return (
         b"\x89PNG\r\n\x1a\n"
-        + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-        + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + struct.pack(">I", 0)
+        + b"IEND"
+        + struct.pack(">I", zlib.crc32(b"IEND"))
     )
 
 
@@ -112,9 +116,13 @@ def test_normalize_applies_every_exif_orientation(orientation: int) -> None:
     # Store the image so that applying `orientation` yields the upright picture.
     upright = portrait(300, 200)
     inverse = {
-        1: [], 2: [Image.Transpose.FLIP_LEFT_RIGHT], 3: [Image.Transpose.ROTATE_180],
-        4: [Image.Transpose.FLIP_TOP_BOTTOM], 5: [Image.Transpose.TRANSPOSE],
-        6: [Image.Transpose.ROTATE_90], 7: [Image.Transpose.TRANSVERSE],
+        1: [],
+        2: [Image.Transpose.FLIP_LEFT_RIGHT],
+        3: [Image.Transpose.ROTATE_180],
+        4: [Image.Transpose.FLIP_TOP_BOTTOM],
+        5: [Image.Transpose.TRANSPOSE],
+        6: [Image.Transpose.ROTATE_90],
+        7: [Image.Transpose.TRANSVERSE],
         8: [Image.Transpose.ROTATE_270],
     }[orientation]
     stored = upright

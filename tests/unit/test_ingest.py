@@ -53,14 +53,14 @@ def test_garbage_is_rejected_with_a_reason_and_no_image(world) -> None:  # type:
     ],
 )
 def test_objects_outside_the_upload_layout_are_ignored(world, bucket: str, name: str) -> None:  # type: ignore[no-untyped-def]
-    ingest, blobs, uploads, clock = world
+    ingest, _blobs, uploads, clock = world
     obj = StorageObject(bucket, name, "1", 10, clock.now())
     assert ingest.handle(obj).startswith("ignored")
     assert uploads.docs == {}
 
 
 def test_a_redelivered_event_has_one_effect(world) -> None:  # type: ignore[no-untyped-def]
-    ingest, blobs, uploads, clock = world
+    ingest, blobs, _uploads, clock = world
     obj = put(blobs, clock, "uploads/alice/u1.png", png())
     assert ingest.handle(obj) == "ready"
     blobs.objects.pop(("assets", "selfies/alice/u1.jpg"))
@@ -90,8 +90,9 @@ def test_a_dead_processing_claim_is_taken_over(world) -> None:  # type: ignore[n
     from pixme.conversation import Upload
 
     uploads.claim(
-        Upload("alice", "u1", "processing", "up", obj.name, "1", clock.now(),
-               clock.now() + timedelta(days=30))
+        Upload(
+            "alice", "u1", "processing", "up", obj.name, "1", clock.now(), clock.now() + timedelta(days=30)
+        )
     )
     assert ingest.handle(obj) == "duplicate"  # another delivery may still be working
     clock.advance(minutes=6)

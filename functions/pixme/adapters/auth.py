@@ -15,8 +15,8 @@ import requests
 from google.auth import exceptions as auth_exceptions
 from google.auth import jwt
 
-from ..config import Settings
-from ..errors import Unauthenticated, Unavailable
+from pixme.config import Settings
+from pixme.errors import Unauthenticated, Unavailable
 
 _MAX_AGE = re.compile(r"max-age=(\d+)")
 UID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -57,7 +57,7 @@ class FirebaseTokenVerifier:
 
     def verify(self, token: str) -> str:
         try:
-            header = jwt.decode_header(token)
+            header = jwt.decode_header(token)  # type: ignore[no-untyped-call]
         except (ValueError, TypeError):
             raise Unauthenticated("invalid_token", "The ID token is malformed.") from None
         if header.get("alg") != "RS256":
@@ -68,12 +68,14 @@ class FirebaseTokenVerifier:
             if header.get("kid") not in certs:
                 raise Unauthenticated("invalid_token", "The ID token was signed by an unknown key.")
         try:
-            claims: dict[str, Any] = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(  # type: ignore[no-untyped-call]
                 token, certs=certs, audience=self.project, clock_skew_in_seconds=10
             )
         except (ValueError, auth_exceptions.GoogleAuthError) as exc:
-            message = "The ID token has expired." if "expired" in str(exc).lower() else (
-                "The ID token is not valid for this project."
+            message = (
+                "The ID token has expired."
+                if "expired" in str(exc).lower()
+                else ("The ID token is not valid for this project.")
             )
             raise Unauthenticated("invalid_token", message) from None
         if claims.get("iss") != self.issuer:

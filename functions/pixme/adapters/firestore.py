@@ -6,19 +6,17 @@ sessions/{session_id}/turns/{turn_id}. Images never go in; paths do.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from ..config import Settings
-from ..conversation import Session, Turn, Upload, upload_key
-from ..errors import Conflict, NotFound, Unavailable
+from pixme.conversation import Session, Turn, Upload, upload_key
+from pixme.errors import Conflict, NotFound, Unavailable
 
-T = TypeVar("T")
 _TRANSIENT = (
     gexc.ServiceUnavailable,
     gexc.DeadlineExceeded,
@@ -56,13 +54,25 @@ def _upload_doc(u: Upload) -> dict[str, Any]:
 
 
 _UPLOAD_FIELDS = (
-    "owner", "upload_id", "status", "source_bucket", "source_path", "generation",
-    "created_at", "expires_at", "image_path", "width", "height", "reason", "message",
+    "owner",
+    "upload_id",
+    "status",
+    "source_bucket",
+    "source_path",
+    "generation",
+    "created_at",
+    "expires_at",
+    "image_path",
+    "width",
+    "height",
+    "reason",
+    "message",
 )
 
 
 def _upload(d: dict[str, Any]) -> Upload:
-    return Upload(**{k: d.get(k) for k in _UPLOAD_FIELDS}, timings_ms=dict(d.get("timings_ms") or {}))
+    fields: dict[str, Any] = {k: d.get(k) for k in _UPLOAD_FIELDS}
+    return Upload(**fields, timings_ms=dict(d.get("timings_ms") or {}))
 
 
 def _session_doc(s: Session) -> dict[str, Any]:
@@ -82,12 +92,22 @@ def _session_doc(s: Session) -> dict[str, Any]:
 
 
 def _session(session_id: str, d: dict[str, Any]) -> Session:
-    return Session(session_id=session_id, **{k: d.get(k) for k in _SESSION_FIELDS})
+    fields: dict[str, Any] = {k: d.get(k) for k in _SESSION_FIELDS}
+    return Session(session_id=session_id, **fields)
 
 
 _SESSION_FIELDS = (
-    "owner", "style", "model", "upload_id", "selfie_path", "created_at", "updated_at",
-    "expires_at", "head_turn", "turn_count", "caption",
+    "owner",
+    "style",
+    "model",
+    "upload_id",
+    "selfie_path",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "head_turn",
+    "turn_count",
+    "caption",
 )
 
 
@@ -172,9 +192,7 @@ class FirestoreSessions:
         batch = self.db.batch()
         ref = self.col.document(session.session_id)
         batch.create(ref, _session_doc(session))
-        batch.create(
-            ref.collection("turns").document(first.turn_id), _turn_doc(first, session.expires_at)
-        )
+        batch.create(ref.collection("turns").document(first.turn_id), _turn_doc(first, session.expires_at))
         with _transient_as_unavailable():
             batch.commit()
 
@@ -219,7 +237,11 @@ class FirestoreSessions:
 
         with _transient_as_unavailable():
             try:
-                return _retry_contention(lambda: run(self.db.transaction()))
+                # The transaction retries itself on contention (5 attempts).
+                session: Session = run(self.db.transaction(max_attempts=5))
+                return session
+            except gexc.Aborted:
+                raise Unavailable("database_contention", "Too many concurrent edits; retry.") from None
             except gexc.AlreadyExists:
                 raise Conflict("turn_exists", "This turn was already recorded.") from None
 
@@ -231,13 +253,3 @@ class FirestoreSessions:
     def delete(self, session_id: str) -> None:
         with _transient_as_unavailable():
             self.db.recursive_delete(self.col.document(session_id))
-
-
-def _retry_contention(fn: Callable[[], T], attempts: int = 3) -> T:
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except gexc.Aborted:
-            if attempt == attempts - 1:
-                raise Unavailable("database_contention", "Too many concurrent edits; retry.") from None
-    raise AssertionError("unreachable")

@@ -9,11 +9,11 @@ from typing import Any
 import google.auth
 import google.auth.transport.requests
 from google.api_core import exceptions as gexc
-from google.cloud import storage
+from google.cloud import storage  # type: ignore[attr-defined]
 from google.oauth2 import service_account
 
-from ..config import Settings
-from ..errors import Unavailable
+from pixme.config import Settings
+from pixme.errors import Unavailable
 
 _TRANSIENT = (
     gexc.ServiceUnavailable,
@@ -39,7 +39,8 @@ class GcsBlobStore:
 
     def read(self, bucket: str, path: str) -> bytes:
         try:
-            return self._blob(bucket, path).download_as_bytes()
+            data: bytes = self._blob(bucket, path).download_as_bytes()
+            return data
         except _TRANSIENT as exc:
             raise Unavailable("storage_unavailable", "Storage is unavailable.") from exc
 
@@ -84,7 +85,7 @@ class GcsBlobStore:
             if self.settings.signing_key_file:
                 # Local stack only: a key file made by the stack itself.
                 if self._key_credentials is None:
-                    self._key_credentials = service_account.Credentials.from_service_account_file(
+                    self._key_credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
                         self.settings.signing_key_file
                     )
                 kwargs["credentials"] = self._key_credentials
@@ -97,9 +98,8 @@ class GcsBlobStore:
                     )
                 if not self._adc.valid:
                     self._adc.refresh(google.auth.transport.requests.Request())
-                kwargs["service_account_email"] = (
-                    self.settings.signing_service_account
-                    or getattr(self._adc, "service_account_email", None)
+                kwargs["service_account_email"] = self.settings.signing_service_account or getattr(
+                    self._adc, "service_account_email", None
                 )
                 kwargs["access_token"] = self._adc.token
         return str(self._blob(bucket, path).generate_signed_url(**kwargs))

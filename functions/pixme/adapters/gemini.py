@@ -19,15 +19,15 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from ..errors import (
+from pixme.errors import (
     ModelRefused,
     PixmeError,
     RateLimited,
     Unavailable,
     UpstreamMisconfigured,
 )
-from ..ports import ModelReply, RenderOptions
-from ..prompts import Message
+from pixme.ports import ModelReply, RenderOptions
+from pixme.prompts import Message
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,13 @@ def parse_reply(response: types.GenerateContentResponse, model_id: str) -> Model
     feedback = response.prompt_feedback
     if feedback is not None and feedback.block_reason:
         raise ModelRefused(
-            "prompt_blocked", _REFUSAL_TEXT["prompt_blocked"], block_reason=str(feedback.block_reason.value if hasattr(feedback.block_reason, "value") else feedback.block_reason)
+            "prompt_blocked",
+            _REFUSAL_TEXT["prompt_blocked"],
+            block_reason=str(
+                feedback.block_reason.value
+                if hasattr(feedback.block_reason, "value")
+                else feedback.block_reason
+            ),
         )
     if not response.candidates:
         raise ModelRefused("no_image", _REFUSAL_TEXT["no_image"])
@@ -135,19 +141,27 @@ def map_api_error(exc: genai_errors.APIError, model_id: str) -> PixmeError:
     message = exc.message or ""
     if code == 429:
         wait = _retry_after(exc)
-        return RateLimited("model_rate_limited", "The image model is busy; retry shortly.",
-                           retry_after_s=max(1, round(wait or 10)))
+        return RateLimited(
+            "model_rate_limited",
+            "The image model is busy; retry shortly.",
+            retry_after_s=max(1, round(wait or 10)),
+        )
     if code == 404:
         return UpstreamMisconfigured(
-            "model_not_found", f"Model {model_id!r} is not available (retired or misspelled): "
-            "the operator must update PIXME_MODEL / PIXME_MODELS."
+            "model_not_found",
+            f"Model {model_id!r} is not available (retired or misspelled): "
+            "the operator must update PIXME_MODEL / PIXME_MODELS.",
         )
     if code in (401, 403):
-        return UpstreamMisconfigured("model_access_denied", "The backend is not allowed to use the image model.")
+        return UpstreamMisconfigured(
+            "model_access_denied", "The backend is not allowed to use the image model."
+        )
     if code == 400 and "thought_signature" in message:
         return UpstreamMisconfigured("model_rejected_history", "The model rejected the conversation history.")
     if code == 400 and exc.status == "FAILED_PRECONDITION":
-        return UpstreamMisconfigured("model_unavailable_here", "The image model is not available in this region.")
+        return UpstreamMisconfigured(
+            "model_unavailable_here", "The image model is not available in this region."
+        )
     if code == 400:
         return UpstreamMisconfigured("model_invalid_argument", "The model rejected the request as invalid.")
     if code >= 500:
@@ -181,7 +195,9 @@ class GeminiModel:
         while True:
             attempt += 1
             try:
-                response = self.client.models.generate_content(model=model_id, contents=contents, config=config)
+                response = self.client.models.generate_content(
+                    model=model_id, contents=contents, config=config
+                )
                 return parse_reply(response, model_id)
             except genai_errors.APIError as exc:
                 error = map_api_error(exc, model_id)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..api import EditRequest, GenerateRequest
-from ..config import Settings
-from ..conversation import Session, Turn, earlier_instructions, expiry, lineage, new_id
-from ..errors import NotFound, NotReady
-from ..ports import BlobStore, Clock, ImageModel, ModelReply, RenderOptions, SessionStore, UploadStore
-from ..prompts import ImageRef, edit_messages, generation_messages
-from ..styles import get_style
+from pixme.api import EditRequest, GenerateRequest
+from pixme.config import Settings
+from pixme.conversation import Session, Turn, earlier_instructions, expiry, lineage, new_id
+from pixme.errors import NotFound, NotReady
+from pixme.ports import BlobStore, Clock, ImageModel, ModelReply, RenderOptions, SessionStore, UploadStore
+from pixme.prompts import ImageRef, edit_messages, generation_messages
+from pixme.styles import get_style
 
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
@@ -92,7 +92,11 @@ class Avatars:
         selfie = ImageRef(self.blobs.read(bucket, session.selfie_path), "image/jpeg")
         current = ImageRef(self.blobs.read(bucket, base.image_path), base.mime_type, base.thought_signature)
         messages = edit_messages(
-            get_style(session.style), selfie, current, earlier_instructions(path), req.instruction,
+            get_style(session.style),
+            selfie,
+            current,
+            earlier_instructions(path),
+            req.instruction,
             caption=session.caption,
         )
         reply, ms = self._call(session.model, messages, RenderOptions())

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..config import Settings
-from ..ports import BlobStore, Clock, SessionStore, UploadStore
+from pixme.config import Settings
+from pixme.ports import BlobStore, Clock, SessionStore, UploadStore
 
 log = logging.getLogger(__name__)
 BATCH = 100
@@ -20,7 +20,11 @@ MAX_BATCHES = 20
 
 class Cleanup:
     def __init__(
-        self, settings: Settings, blobs: BlobStore, uploads: UploadStore, sessions: SessionStore,
+        self,
+        settings: Settings,
+        blobs: BlobStore,
+        uploads: UploadStore,
+        sessions: SessionStore,
         clock: Clock,
     ) -> None:
         self.settings = settings

@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .. import images
-from ..config import Settings
-from ..conversation import Upload, expiry
-from ..errors import Rejected
-from ..ports import BlobStore, Clock, UploadStore
+from pixme import images
+from pixme.config import Settings
+from pixme.conversation import Upload, expiry
+from pixme.errors import Rejected
+from pixme.ports import BlobStore, Clock, UploadStore
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,7 @@ def selfie_path(owner: str, upload_id: str) -> str:
 
 
 class Ingest:
-    def __init__(
-        self, settings: Settings, blobs: BlobStore, uploads: UploadStore, clock: Clock
-    ) -> None:
+    def __init__(self, settings: Settings, blobs: BlobStore, uploads: UploadStore, clock: Clock) -> None:
         self.settings = settings
         self.blobs = blobs
         self.uploads = uploads
@@ -59,9 +57,7 @@ class Ingest:
             log.info("ignoring object outside the upload layout: %s", obj.name)
             return "ignored_name"
         now = self.clock.now()
-        if obj.time_created and now - obj.time_created > timedelta(
-            seconds=self.settings.max_event_age_s
-        ):
+        if obj.time_created and now - obj.time_created > timedelta(seconds=self.settings.max_event_age_s):
             log.warning("dropping event older than %ss: %s", self.settings.max_event_age_s, obj.name)
             return "dropped_stale"
 

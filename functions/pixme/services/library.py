@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import Settings
-from ..conversation import Session, Turn
-from ..errors import NotFound
-from ..ports import BlobStore, Clock, SessionStore, UploadStore
-from ..styles import CATALOG_VERSION, STYLES
+from pixme.config import Settings
+from pixme.conversation import Session, Turn
+from pixme.errors import NotFound
+from pixme.ports import BlobStore, Clock, SessionStore, UploadStore
+from pixme.styles import CATALOG_VERSION, STYLES
 
 MAX_LIST = 50
 

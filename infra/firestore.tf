@@ -1,0 +1,29 @@
+resource "google_firestore_database" "default" {
+  count = var.create_firestore_database ? 1 : 0
+
+  name        = "(default)"
+  location_id = local.firestore_location
+  type        = "FIRESTORE_NATIVE"
+
+  delete_protection_state = var.firestore_delete_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  # Destroying the stack forgets the database rather than deleting user data.
+  deletion_policy = "ABANDON"
+
+  depends_on = [google_project_service.apis]
+}
+
+# TTL is a safety net: Firestore deletes expired documents within about a day,
+# the code checks expiry itself, and the cleanup function deletes the images.
+# index_config is left unset so expires_at keeps its single-field indexes: the
+# cleanup function queries uploads and sessions by expires_at.
+resource "google_firestore_field" "expires_at_ttl" {
+  for_each = toset(["uploads", "sessions", "turns"])
+
+  database   = "(default)"
+  collection = each.key
+  field      = "expires_at"
+
+  ttl_config {}
+
+  depends_on = [google_firestore_database.default, google_project_service.apis]
+}

@@ -1,0 +1,100 @@
+resource "google_cloudfunctions2_function" "fn" {
+  for_each = local.functions
+
+  name        = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  location    = var.region
+  description = each.value.description
+  labels      = { component = replace(each.key, "_", "-") }
+
+  build_config {
+    runtime         = "python312"
+    entry_point     = each.value.entry_point
+    service_account = var.build_service_account
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.functions_source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = each.value.memory
+    available_cpu                    = each.value.cpu
+    timeout_seconds                  = each.value.timeout_s
+    min_instance_count               = each.value.min_instances
+    max_instance_count               = each.value.max_instances
+    max_instance_request_concurrency = each.value.concurrency
+    ingress_settings                 = each.value.ingress
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.sa[each.value.identity].email
+    environment_variables            = local.function_env
+  }
+
+  # Only on_upload has an event trigger; the others are plain HTTPS functions.
+  dynamic "event_trigger" {
+    for_each = each.value.trigger == "storage" ? [each.key] : []
+
+    content {
+      event_type     = "google.cloud.storage.object.v1.finalized"
+      trigger_region = var.region
+      # The code raises only on transient errors and drops stale events, so
+      # retrying is safe and makes transient failures heal by themselves.
+      retry_policy          = "RETRY_POLICY_RETRY"
+      service_account_email = google_service_account.sa["trigger"].email
+
+      event_filters {
+        attribute = "bucket"
+        value     = google_storage_bucket.uploads.name
+      }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = !each.value.calls_model || max(var.app.model_timeout_s, var.app.model_deadline_s) < each.value.timeout_s
+      error_message = "The model timeout and deadline (app.model_timeout_s, app.model_deadline_s) must be below the timeout of ${each.key} (${each.value.timeout_s} s), or the platform kills the request before the code can answer."
+    }
+
+    precondition {
+      # Serving several requests at once needs at least one whole CPU.
+      condition     = each.value.concurrency == 1 || try(tonumber(each.value.cpu) >= 1, false)
+      error_message = "${each.key}: concurrency above 1 needs cpu of at least 1."
+    }
+  }
+
+  depends_on = [
+    google_project_service.apis,
+    google_project_iam_member.project,
+    google_storage_bucket_iam_member.buckets,
+  ]
+}
+
+# Gen2 functions are Cloud Run services: invocation is run.invoker on the service.
+
+# The app's endpoints are public at the IAM level; the code checks Firebase ID tokens.
+resource "google_cloud_run_service_iam_member" "public_invoker" {
+  for_each = { for name, f in local.functions : name => f if f.public }
+
+  location = var.region
+  service  = google_cloudfunctions2_function.fn[each.key].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
+# Eventarc delivers upload events as the trigger account, to on_upload only.
+resource "google_cloud_run_service_iam_member" "trigger_invokes_on_upload" {
+  location = var.region
+  service  = google_cloudfunctions2_function.fn["on_upload"].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.sa["trigger"].email}"
+}
+
+# The scheduler account is the only principal that may call cleanup.
+resource "google_cloud_run_service_iam_member" "scheduler_invokes_cleanup" {
+  location = var.region
+  service  = google_cloudfunctions2_function.fn["cleanup"].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.sa["scheduler"].email}"
+}

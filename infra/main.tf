@@ -1,0 +1,121 @@
+# What each function is (fixed by the code) and how big it is (tunable).
+# Resources elsewhere iterate over local.functions; nothing repeats per function.
+
+locals {
+  firestore_location = coalesce(var.firestore_location, var.region)
+
+  # identity: which runtime service account (iam.tf) the function runs as.
+  # public:   allUsers may invoke it; the code verifies Firebase ID tokens.
+  # ingress:  who may reach it at the network level. Eventarc and Cloud
+  #           Scheduler in the same project count as internal.
+  function_specs = {
+    on_upload = {
+      entry_point = "on_upload"
+      description = "Normalizes a finalized selfie from the uploads bucket into the assets bucket."
+      identity    = "ingest"
+      trigger     = "storage"
+      public      = false
+      calls_model = false
+      ingress     = "ALLOW_INTERNAL_ONLY"
+    }
+    generate = {
+      entry_point = "generate"
+      description = "Starts an avatar session: renders a selfie in a style with the image model."
+      identity    = "api"
+      trigger     = "https"
+      public      = true
+      calls_model = true
+      ingress     = "ALLOW_ALL"
+    }
+    edit = {
+      entry_point = "edit"
+      description = "Adds a turn to an avatar session: edits the current image with the image model."
+      identity    = "api"
+      trigger     = "https"
+      public      = true
+      calls_model = true
+      ingress     = "ALLOW_ALL"
+    }
+    sessions = {
+      entry_point = "sessions"
+      description = "Lists and reads a user's uploads, sessions and turns."
+      identity    = "api"
+      trigger     = "https"
+      public      = true
+      calls_model = false
+      ingress     = "ALLOW_ALL"
+    }
+    cleanup = {
+      entry_point = "cleanup"
+      description = "Deletes expired sessions, uploads and their images; called by Cloud Scheduler."
+      identity    = "cleanup"
+      trigger     = "https"
+      public      = false
+      calls_model = false
+      ingress     = "ALLOW_INTERNAL_ONLY"
+    }
+  }
+
+  # min_instances 0 everywhere: no always-on cost. max_instances bounds spend.
+  # A full-size phone photo is decoded in memory, hence 1Gi and a whole CPU for ingest.
+  function_defaults = {
+    on_upload = { memory = "1Gi", cpu = "1", timeout_s = 180, min_instances = 0, max_instances = 20, concurrency = 1 }
+    generate  = { memory = "512Mi", cpu = null, timeout_s = 120, min_instances = 0, max_instances = 20, concurrency = 1 }
+    edit      = { memory = "512Mi", cpu = null, timeout_s = 120, min_instances = 0, max_instances = 20, concurrency = 1 }
+    sessions  = { memory = "512Mi", cpu = null, timeout_s = 30, min_instances = 0, max_instances = 20, concurrency = 1 }
+    cleanup   = { memory = "512Mi", cpu = null, timeout_s = 900, min_instances = 0, max_instances = 1, concurrency = 1 }
+  }
+
+  functions = {
+    for name, spec in local.function_specs : name => merge(
+      spec,
+      local.function_defaults[name],
+      { for key, value in try(var.functions[name], {}) : key => value if value != null },
+    )
+  }
+
+  # Every function gets the same settings: config.py reads them all at start.
+  # Only the api functions sign URLs, as the api service account.
+  function_env = {
+    GOOGLE_CLOUD_PROJECT          = var.project_id
+    GOOGLE_GENAI_USE_VERTEXAI     = "true"
+    GOOGLE_CLOUD_LOCATION         = var.app.vertex_location
+    PIXME_UPLOADS_BUCKET          = google_storage_bucket.uploads.name
+    PIXME_ASSETS_BUCKET           = google_storage_bucket.assets.name
+    PIXME_MODEL                   = var.app.model
+    PIXME_MODELS                  = var.app.models
+    PIXME_RETENTION_DAYS          = tostring(var.app.retention_days)
+    PIXME_URL_TTL_S               = tostring(var.app.url_ttl_s)
+    PIXME_MODEL_TIMEOUT_S         = tostring(var.app.model_timeout_s)
+    PIXME_MODEL_DEADLINE_S        = tostring(var.app.model_deadline_s)
+    PIXME_MAX_EVENT_AGE_S         = tostring(var.app.max_event_age_s)
+    PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["api"].email
+  }
+
+  required_apis = [
+    "aiplatform.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "eventarc.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+  ]
+}
+
+resource "google_project_service" "apis" {
+  for_each = toset(local.required_apis)
+
+  project = var.project_id
+  service = each.value
+
+  # Destroying this stack must not switch APIs off for anything else in the project.
+  disable_on_destroy         = false
+  disable_dependent_services = false
+}

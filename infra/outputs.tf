@@ -1,0 +1,34 @@
+output "api_urls" {
+  description = "HTTPS endpoints the app calls (publicly invocable; Firebase ID token required by the code)."
+  value       = { for name, f in local.functions : name => google_cloudfunctions2_function.fn[name].service_config[0].uri if f.public }
+}
+
+output "cleanup_url" {
+  description = "Cleanup endpoint; only the scheduler service account may invoke it, from inside Google Cloud."
+  value       = local.cleanup_url
+}
+
+output "uploads_bucket" {
+  description = "Bucket the app writes selfies to, as uploads/<uid>/<upload_id>.<ext>."
+  value       = google_storage_bucket.uploads.name
+}
+
+output "assets_bucket" {
+  description = "Private bucket of normalized selfies and generated avatars."
+  value       = google_storage_bucket.assets.name
+}
+
+output "service_accounts" {
+  description = "Email of each service account, by role."
+  value       = { for role, sa in google_service_account.sa : role => sa.email }
+}
+
+output "cleanup_job" {
+  description = "Cloud Scheduler job that runs cleanup (run it now with: gcloud scheduler jobs run NAME --location REGION)."
+  value       = google_cloud_scheduler_job.cleanup.name
+}
+
+output "source_object" {
+  description = "Deployed source archive; its name changes with the code."
+  value       = "gs://${google_storage_bucket.source.name}/${google_storage_bucket_object.functions_source.name}"
+}

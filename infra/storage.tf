@@ -1,0 +1,110 @@
+# Three private buckets. Uploads and assets hold people's faces: no public
+# access, no ACLs, no soft-deleted copies kept after the app or a lifecycle
+# rule deletes an object, and lifecycle deletion as a backstop to cleanup.
+
+resource "google_storage_bucket" "uploads" {
+  name     = "${var.project_id}-${var.name_prefix}-uploads"
+  location = var.region
+
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.force_destroy_buckets
+
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
+
+  # Raw uploads matter only until ingest has normalized them.
+  lifecycle_rule {
+    condition {
+      age = var.upload_retention_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  lifecycle_rule {
+    condition {
+      age = 1
+    }
+    action {
+      type = "AbortIncompleteMultipartUpload"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_bucket" "assets" {
+  name     = "${var.project_id}-${var.name_prefix}-assets"
+  location = var.region
+
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.force_destroy_buckets
+
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
+
+  # The cleanup function deletes expired images; this catches whatever it missed.
+  lifecycle_rule {
+    condition {
+      age = var.app.retention_days + 1
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_bucket" "source" {
+  name     = "${var.project_id}-${var.name_prefix}-gcf-source"
+  location = var.region
+
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+
+  # Old source archives are dead weight once deployed; the current one is
+  # re-uploaded by the next apply if it ever ages out.
+  lifecycle_rule {
+    condition {
+      age = 90
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+data "archive_file" "functions" {
+  type        = "zip"
+  source_dir  = "${path.module}/../functions"
+  output_path = "${path.module}/.build/functions-source.zip"
+  excludes = [
+    "__pycache__",
+    "**/__pycache__",
+    "**/*.pyc",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    "tests",
+    "**/tests",
+    ".venv",
+  ]
+}
+
+# The object name carries the archive's hash: a code change is a new object,
+# which changes the function's build source and so redeploys it.
+resource "google_storage_bucket_object" "functions_source" {
+  name         = "functions-${data.archive_file.functions.output_md5}.zip"
+  bucket       = google_storage_bucket.source.name
+  source       = data.archive_file.functions.output_path
+  content_type = "application/zip"
+}

@@ -1,0 +1,211 @@
+variable "project_id" {
+  description = "Google Cloud project to deploy into."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project ID (6-30 lowercase letters, digits or hyphens), not a name or number."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, the buckets, the Eventarc trigger and the scheduler job. The trigger must be in the uploads bucket's region, so they share this one."
+  type        = string
+  default     = "europe-west1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must be a single region such as europe-west1; a multi-region bucket would need a different trigger region."
+  }
+}
+
+variable "firestore_location" {
+  description = "Location of the Firestore database (a region or a multi-region such as eur3). Defaults to region."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.firestore_location == null ? true : can(regex("^[a-z0-9-]+$", var.firestore_location))
+    error_message = "firestore_location must be a Firestore location id such as europe-west1 or eur3."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (functions, service accounts, buckets, scheduler job)."
+  type        = string
+  default     = "pixme"
+
+  validation {
+    # Service account ids are at most 30 characters: prefix + "-scheduler" must fit.
+    condition     = can(regex("^[a-z][a-z0-9-]{1,14}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-16 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "labels" {
+  description = "Extra labels put on every resource that supports them."
+  type        = map(string)
+  default     = {}
+}
+
+variable "app" {
+  description = "Application settings passed to every function as PIXME_* environment variables (read by functions/pixme/config.py)."
+  type = object({
+    model            = optional(string, "gemini-3.1-flash-image")
+    models           = optional(string, "flash=gemini-3.1-flash-image,pro=gemini-3-pro-image")
+    retention_days   = optional(number, 30)
+    url_ttl_s        = optional(number, 900)
+    model_timeout_s  = optional(number, 60)
+    model_deadline_s = optional(number, 90)
+    max_event_age_s  = optional(number, 3600)
+    vertex_location  = optional(string, "global")
+  })
+  default = {}
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._-]+$", var.app.model))
+    error_message = "app.model must be a model id such as gemini-3.1-flash-image."
+  }
+
+  validation {
+    condition     = var.app.models == "" ? true : can(regex("^[a-z0-9_-]+=[A-Za-z0-9._-]+(,[a-z0-9_-]+=[A-Za-z0-9._-]+)*$", var.app.models))
+    error_message = "app.models must be a comma-separated allowlist of alias=model-id pairs, e.g. flash=gemini-3.1-flash-image,pro=gemini-3-pro-image."
+  }
+
+  validation {
+    condition     = floor(var.app.retention_days) == var.app.retention_days && var.app.retention_days >= 1 && var.app.retention_days <= 365
+    error_message = "app.retention_days must be a whole number of days between 1 and 365."
+  }
+
+  validation {
+    # V4 signed URLs cannot live longer than 7 days; the code refuses less than 60 s.
+    condition     = floor(var.app.url_ttl_s) == var.app.url_ttl_s && var.app.url_ttl_s >= 60 && var.app.url_ttl_s <= 604800
+    error_message = "app.url_ttl_s must be a whole number of seconds between 60 and 604800 (7 days)."
+  }
+
+  validation {
+    condition     = var.app.model_timeout_s >= 1 && var.app.model_deadline_s >= var.app.model_timeout_s
+    error_message = "app.model_timeout_s must be >= 1 and app.model_deadline_s must be >= app.model_timeout_s (the deadline bounds all attempts together)."
+  }
+
+  validation {
+    # Eventarc stops retrying after 24 hours; an older event can only be stale.
+    condition     = var.app.max_event_age_s >= 60 && var.app.max_event_age_s <= 86400
+    error_message = "app.max_event_age_s must be between 60 and 86400 seconds."
+  }
+
+  validation {
+    condition     = can(regex("^[a-z0-9-]+$", var.app.vertex_location))
+    error_message = "app.vertex_location must be a Vertex AI location such as global or europe-west1."
+  }
+}
+
+variable "functions" {
+  description = "Per-function overrides of the sizing defaults in main.tf (keys: on_upload, generate, edit, sessions, cleanup). Unset attributes keep their defaults."
+  type = map(object({
+    memory        = optional(string)
+    cpu           = optional(string)
+    timeout_s     = optional(number)
+    min_instances = optional(number)
+    max_instances = optional(number)
+    concurrency   = optional(number)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.functions) : contains(["on_upload", "generate", "edit", "sessions", "cleanup"], name)])
+    error_message = "functions keys must be among on_upload, generate, edit, sessions, cleanup."
+  }
+
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.memory == null ? true : can(regex("^[0-9]+(Mi|Gi|M|G)$", f.memory))])
+    error_message = "functions[*].memory must look like 512Mi or 1Gi."
+  }
+
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.cpu == null ? true : can(regex("^(0\\.[0-9]+|1|2|4|6|8)$", f.cpu))])
+    error_message = "functions[*].cpu must be a fraction below 1 (e.g. 0.583) or one of 1, 2, 4, 6, 8."
+  }
+
+  validation {
+    # HTTP functions may run 60 minutes; event-driven ones at most 9.
+    condition = alltrue([for name, f in var.functions : f.timeout_s == null ? true : (
+      f.timeout_s >= 1 && f.timeout_s <= (name == "on_upload" ? 540 : 3600)
+    )])
+    error_message = "functions[*].timeout_s must be between 1 and 3600 seconds (540 for on_upload, an event-driven function)."
+  }
+
+  validation {
+    # Scale-to-zero by default; a warm instance is a deliberate, bounded cost.
+    condition     = alltrue([for f in values(var.functions) : f.min_instances == null ? true : f.min_instances >= 0 && f.min_instances <= 3])
+    error_message = "functions[*].min_instances must be between 0 and 3."
+  }
+
+  validation {
+    # An upper bound on instances is an upper bound on model spend.
+    condition     = alltrue([for f in values(var.functions) : f.max_instances == null ? true : f.max_instances >= 1 && f.max_instances <= 100])
+    error_message = "functions[*].max_instances must be between 1 and 100."
+  }
+
+  validation {
+    condition     = alltrue([for f in values(var.functions) : f.concurrency == null ? true : f.concurrency >= 1 && f.concurrency <= 80])
+    error_message = "functions[*].concurrency must be between 1 and 80."
+  }
+}
+
+variable "build_service_account" {
+  description = "Service account that Cloud Build uses to build the functions, as projects/PROJECT/serviceAccounts/EMAIL. Null keeps the project's default build service account."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.build_service_account == null ? true : can(regex("^projects/[^/]+/serviceAccounts/[^/]+@[^/]+$", var.build_service_account))
+    error_message = "build_service_account must be a full name: projects/PROJECT/serviceAccounts/EMAIL."
+  }
+}
+
+variable "upload_retention_days" {
+  description = "Lifecycle age, in days, after which raw uploads are deleted. Ingest has copied a normalized selfie to the assets bucket by then; the original (with its metadata) is not kept longer than needed."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = floor(var.upload_retention_days) == var.upload_retention_days && var.upload_retention_days >= 1 && var.upload_retention_days <= 30
+    error_message = "upload_retention_days must be a whole number between 1 and 30."
+  }
+}
+
+variable "cleanup_schedule" {
+  description = "Cron schedule of the cleanup job."
+  type        = string
+  default     = "30 3 * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.cleanup_schedule))) == 5
+    error_message = "cleanup_schedule must be a five-field cron expression, e.g. \"30 3 * * *\"."
+  }
+}
+
+variable "cleanup_time_zone" {
+  description = "Time zone (tz database name) in which cleanup_schedule is read."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "create_firestore_database" {
+  description = "Create the (default) Firestore database. Set to false when the project already has one (for example made by Firebase); it must be in native mode."
+  type        = bool
+  default     = true
+}
+
+variable "firestore_delete_protection" {
+  description = "Protect the Firestore database against deletion."
+  type        = bool
+  default     = true
+}
+
+variable "force_destroy_buckets" {
+  description = "Let terraform destroy delete buckets that still hold objects. Keep false outside throwaway projects."
+  type        = bool
+  default     = false
+}

@@ -1,0 +1,26 @@
+terraform {
+  required_version = ">= 1.6"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = "~> 7.0"
+    }
+    archive = {
+      source = "hashicorp/archive"
+      # 2.5 added glob patterns to archive_file excludes.
+      version = "~> 2.5"
+    }
+  }
+
+  # State lives in a GCS bucket so Cloud Build and people share it:
+  #   terraform init -backend-config="bucket=<state bucket>" -backend-config="prefix=pixme"
+  backend "gcs" {}
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+
+  default_labels = merge(var.labels, { app = "pixme" })
+}

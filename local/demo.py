@@ -1,0 +1,223 @@
+"""`make demo`: the main job, end to end, as the mobile app would do it.
+
+Starts the local stack, uploads the bundled selfie to the uploads bucket,
+waits for the storage trigger to ingest it, generates avatars in several
+styles, edits one of them over several rounds (with one undo/branch), fetches
+every image through its signed URL, and writes the images, `report.json` and
+a contact sheet under out/demo/. Exits non-zero if any step fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from PIL import Image, ImageDraw, ImageFont
+
+from local.stack import Stack
+
+ROOT = Path(__file__).resolve().parent.parent
+SELFIE = ROOT / "assets" / "selfie-astronaut.png"
+DEFAULT_STYLES = ("comics", "manga", "zombie")
+# (instruction, edit from which turn: None = the head, or an index into the chain)
+EDITS: tuple[tuple[str, int | None], ...] = (
+    ("add glasses", None),
+    ("make the lighting warmer", None),
+    ('add the name "Eileen"', None),
+)
+UID = "demo-user"
+
+
+class DemoFailed(Exception):
+    pass
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+class Client:
+    """What the app does over HTTP, with the caller's Firebase ID token."""
+
+    def __init__(self, stack: Stack, uid: str) -> None:
+        self.stack = stack
+        self.headers = {"Authorization": f"Bearer {stack.token(uid)}"}
+        self.http = requests.Session()
+
+    def call(self, function: str, method: str, path: str = "/", body: Any = None) -> dict[str, Any]:
+        url = self.stack.functions[function].rstrip("/") + path
+        resp = self.http.request(method, url, json=body, headers=self.headers, timeout=120)
+        data = resp.json()
+        if resp.status_code >= 400:
+            error = data.get("error", {})
+            raise DemoFailed(
+                f"{function} {path}: {resp.status_code} {error.get('code')}: {error.get('message')}"
+            )
+        return dict(data)
+
+    def upload(self, path: Path, upload_id: str) -> None:
+        name = f"uploads/{UID}/{upload_id}{path.suffix}"
+        url = f"{self.stack.storage_url}/upload/storage/v1/b/{self.stack.uploads_bucket}/o"
+        resp = self.http.post(
+            url,
+            params={"uploadType": "media", "name": name},
+            data=path.read_bytes(),
+            headers={"Content-Type": "image/png" if path.suffix == ".png" else "image/jpeg"},
+            timeout=30,
+        )
+        if resp.status_code >= 300:
+            raise DemoFailed(f"upload failed: {resp.status_code} {resp.text[:200]}")
+
+    def wait_ready(self, upload_id: str, timeout_s: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            resp = self.http.get(
+                self.stack.functions["sessions"].rstrip("/") + f"/uploads/{upload_id}",
+                headers=self.headers,
+                timeout=10,
+            )
+            if resp.status_code == 200 and resp.json()["status"] != "processing":
+                return dict(resp.json())
+            time.sleep(0.2)
+        raise DemoFailed(f"upload {upload_id} was not ingested within {timeout_s:.0f} s")
+
+    def download(self, url: str, dest: Path) -> None:
+        resp = self.http.get(url, timeout=30)
+        if resp.status_code != 200:
+            raise DemoFailed(f"image download failed: {resp.status_code}")
+        dest.write_bytes(resp.content)
+
+
+def run(stack: Stack, out: Path, styles: tuple[str, ...]) -> dict[str, Any]:
+    client = Client(stack, UID)
+    upload_id = f"selfie-{int(time.time())}"
+    say(f"[demo] uploading {SELFIE.name} as upload {upload_id}")
+    started = time.monotonic()
+    client.upload(SELFIE, upload_id)
+    upload = client.wait_ready(upload_id)
+    if upload["status"] != "ready":
+        raise DemoFailed(f"upload rejected: {upload.get('reason')}: {upload.get('message')}")
+    say(f"[demo] ingested in {time.monotonic() - started:.1f} s: {upload['width']}x{upload['height']}")
+
+    catalog = client.call("sessions", "GET", "/styles")
+    known = {s["id"] for s in catalog["styles"]}
+    unknown = [s for s in styles if s not in known]
+    if unknown:
+        raise DemoFailed(f"unknown styles {unknown}; the catalog has {sorted(known)}")
+
+    report: dict[str, Any] = {"upload_id": upload_id, "catalog_version": catalog["version"], "sessions": []}
+    for i, style in enumerate(styles, 1):
+        result = client.call("generate", "POST", body={"upload_id": upload_id, "style": style})
+        turn = record(client, out, style, result, None)
+        report["sessions"].append({"session_id": result["session_id"], "style": style, "turns": [turn]})
+        say(f"[demo] {i}/{len(styles)} {style}: {turn['ms']} ms — {result['text']}")
+
+    chain = report["sessions"][0]
+    say(f"[demo] editing the {chain['style']} avatar in {len(EDITS)} rounds")
+    for j, (instruction, from_index) in enumerate(EDITS, 1):
+        body: dict[str, Any] = {"session_id": chain["session_id"], "instruction": instruction}
+        if from_index is not None:
+            body["from_turn"] = chain["turns"][from_index]["turn_id"]
+        result = client.call("edit", "POST", body=body)
+        turn = record(client, out, f"{chain['style']}-edit{j}", result, instruction)
+        chain["turns"].append(turn)
+        branch = f" (from turn {from_index})" if from_index is not None else ""
+        say(f"[demo] edit {j}/{len(EDITS)} {instruction!r}{branch}: {turn['ms']} ms — {result['text']}")
+
+    listed = client.call("sessions", "GET", "/")
+    ids = {s["session_id"] for s in listed["sessions"]}
+    if not {s["session_id"] for s in report["sessions"]} <= ids:
+        raise DemoFailed("sessions listing is missing a session the demo created")
+    detail = client.call("sessions", "GET", f"/{chain['session_id']}")
+    if len(detail["turns"]) != len(chain["turns"]):
+        raise DemoFailed("session detail does not list every turn")
+    return report
+
+
+def record(
+    client: Client, out: Path, stem: str, result: dict[str, Any], instruction: str | None
+) -> dict[str, Any]:
+    image = out / f"{stem}.png"
+    client.download(result["image_url"], image)
+    return {
+        "turn_id": result["turn_id"],
+        "parent_turn_id": result["parent_turn_id"],
+        "instruction": instruction,
+        "text": result["text"],
+        "image": image.name,
+        "ms": result["ms"],
+    }
+
+
+def contact_sheet(out: Path, report: dict[str, Any]) -> Path:
+    """One PNG: the source, every style, and the edit chain."""
+    tile, pad, label_h = 256, 12, 40
+    rows: list[list[tuple[str, Image.Image]]] = [
+        [("source selfie", Image.open(SELFIE))]
+        + [(s["style"], Image.open(out / s["turns"][0]["image"])) for s in report["sessions"]]
+    ]
+    chain = report["sessions"][0]
+    rows.append([(t["instruction"] or chain["style"], Image.open(out / t["image"])) for t in chain["turns"]])
+    columns = max(len(r) for r in rows)
+    per_row = min(columns, 7)
+    flat_rows: list[list[tuple[str, Image.Image]]] = []
+    for row in rows:
+        flat_rows += [row[i : i + per_row] for i in range(0, len(row), per_row)]
+    width = pad + per_row * (tile + pad)
+    height = pad + len(flat_rows) * (tile + label_h + pad)
+    sheet = Image.new("RGB", (width, height), (245, 245, 242))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=15)
+    for r, row in enumerate(flat_rows):
+        for c, (label, img) in enumerate(row):
+            x, y = pad + c * (tile + pad), pad + r * (tile + label_h + pad)
+            thumb = img.convert("RGB")
+            thumb.thumbnail((tile, tile))
+            sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
+            draw.text((x + 2, y + tile + 8), label[:32], fill=(30, 30, 30), font=font)
+    path = out / "contact-sheet.png"
+    sheet.save(path)
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
+    parser.add_argument(
+        "--styles", default=",".join(DEFAULT_STYLES), help="comma-separated style ids, or 'all'"
+    )
+    args = parser.parse_args()
+    out: Path = args.out
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    started = time.monotonic()
+    try:
+        with Stack() as stack:
+            styles = tuple(args.styles.split(","))
+            if args.styles == "all":
+                styles = tuple(
+                    s["id"] for s in Client(stack, UID).call("sessions", "GET", "/styles")["styles"]
+                )
+            report = run(stack, out, styles)
+    except DemoFailed as exc:
+        say(f"[demo] FAILED: {exc}")
+        return 1
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    sheet = contact_sheet(out, report)
+    turns = sum(len(s["turns"]) for s in report["sessions"])
+    say(
+        f"[demo] done in {time.monotonic() - started:.1f} s: {len(report['sessions'])} styles, "
+        f"{turns - len(report['sessions'])} edits, {turns} images"
+    )
+    say(f"[demo] report: {out / 'report.json'}\n[demo] contact sheet: {sheet}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
