@@ -27,3 +27,22 @@ resource "google_firestore_field" "expires_at_ttl" {
 
   depends_on = [google_firestore_database.default, google_project_service.apis]
 }
+
+# `sessions` GET / lists a caller's sessions, newest first: an equality on
+# owner plus an order on updated_at needs this composite index.
+resource "google_firestore_index" "sessions_by_owner" {
+  project    = var.project_id
+  database   = "(default)"
+  collection = "sessions"
+
+  fields {
+    field_path = "owner"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "updated_at"
+    order      = "DESCENDING"
+  }
+
+  depends_on = [google_firestore_database.default, google_project_service.apis]
+}

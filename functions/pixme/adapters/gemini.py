@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
+import httpx2 as httpx  # the HTTP client google-genai 3.x uses
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types

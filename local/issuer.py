@@ -1,0 +1,235 @@
+"""A local stand-in for Firebase Authentication's ID-token issuer.
+
+Run as `python -m local.issuer --port P --project PROJECT`. At start it makes
+an RSA-2048 key and a self-signed X.509 certificate for it, then serves:
+
+- `GET /certs`: `{kid: PEM certificate}` with `Cache-Control: public,
+  max-age=3600`, the shape of Google's securetoken x509 endpoint, so the
+  functions verify tokens exactly as in production, only with another
+  certificate URL (`PIXME_AUTH_CERTS_URL`).
+- `POST /token` with JSON `{"uid": "...", "ttl_s": 3600, "claims": {...}}`:
+  `{"id_token": "<RS256 JWT>"}` carrying the claims of a Firebase ID token
+  (iss `https://securetoken.google.com/<project>`, aud `<project>`, sub and
+  user_id = uid, iat, auth_time, exp, firebase.sign_in_provider). `ttl_s`
+  (default 3600) may be negative to get an already expired token; `claims`
+  overrides or adds claims, for tests of rejection paths.
+- `GET /healthz`: 200.
+
+`mint_token(issuer_url, uid)` asks a running issuer for a token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import json
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+DEFAULT_TTL_S = 3600
+CERTS_MAX_AGE_S = 3600
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def encode_rs256(private_key: rsa.RSAPrivateKey, kid: str, claims: Mapping[str, Any]) -> str:
+    """A compact JWS (JWT) signed with RS256."""
+    header = {"alg": "RS256", "kid": kid, "typ": "JWT"}
+    signing_input = (
+        _b64url(json.dumps(header, separators=(",", ":")).encode())
+        + "."
+        + _b64url(json.dumps(dict(claims), separators=(",", ":")).encode())
+    )
+    signature = private_key.sign(signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+    return signing_input + "." + _b64url(signature)
+
+
+def firebase_claims(
+    project: str, uid: str, ttl_s: int = DEFAULT_TTL_S, now: int | None = None
+) -> dict[str, Any]:
+    """The claims of a Firebase ID token for a custom-token sign-in."""
+    now = int(time.time()) if now is None else now
+    return {
+        "iss": f"https://securetoken.google.com/{project}",
+        "aud": project,
+        "auth_time": now,
+        "user_id": uid,
+        "sub": uid,
+        "iat": now,
+        "exp": now + ttl_s,
+        "firebase": {"identities": {}, "sign_in_provider": "custom"},
+    }
+
+
+@dataclass
+class SigningKey:
+    """An RSA key with a self-signed certificate and a key id."""
+
+    private_key: rsa.RSAPrivateKey
+    certificate_pem: str
+    kid: str
+
+    @classmethod
+    def generate(cls, common_name: str = "pixme-local-issuer") -> SigningKey:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        kid = hashlib.sha1(der).hexdigest()
+        pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+        return cls(private_key=key, certificate_pem=pem, kid=kid)
+
+    def certs(self) -> dict[str, str]:
+        return {self.kid: self.certificate_pem}
+
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        return encode_rs256(self.private_key, self.kid, claims)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: IssuerServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        sys.stderr.write(f"issuer: {self.address_string()} {fmt % args}\n")
+
+    def _send_json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/certs":
+            self._send_json(
+                200,
+                self.server.key.certs(),
+                {"Cache-Control": f"public, max-age={CERTS_MAX_AGE_S}"},
+            )
+        elif path == "/healthz":
+            self._send_json(200, {"ok": True})
+        elif path == "/":
+            self._send_json(
+                200,
+                {"project": self.server.project, "certs": "/certs", "token": "POST /token {uid}"},
+            )
+        else:
+            self._send_json(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        if self.path.split("?", 1)[0] != "/token":
+            self._send_json(404, {"error": "not found"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            req = json.loads(self.rfile.read(length) or b"{}")
+        except (ValueError, json.JSONDecodeError):
+            self._send_json(400, {"error": "body must be JSON"})
+            return
+        uid = req.get("uid") if isinstance(req, dict) else None
+        if not isinstance(uid, str) or not uid:
+            self._send_json(400, {"error": "uid (non-empty string) is required"})
+            return
+        ttl = req.get("ttl_s", DEFAULT_TTL_S)
+        extra = req.get("claims") or {}
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or not isinstance(extra, dict):
+            self._send_json(400, {"error": "ttl_s must be an integer and claims an object"})
+            return
+        claims = firebase_claims(self.server.project, uid, ttl)
+        claims.update(extra)
+        self._send_json(200, {"id_token": self.server.key.sign(claims)})
+
+
+class IssuerServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, project: str, key: SigningKey | None = None) -> None:
+        self.project = project
+        self.key = key or SigningKey.generate()
+        super().__init__((host, port), _Handler)
+
+
+def mint_token(
+    issuer_url: str,
+    uid: str,
+    ttl_s: int | None = None,
+    claims: Mapping[str, Any] | None = None,
+    timeout: float = 10.0,
+) -> str:
+    """An ID token for `uid` from a running issuer."""
+    body: dict[str, Any] = {"uid": uid}
+    if ttl_s is not None:
+        body["ttl_s"] = ttl_s
+    if claims:
+        body["claims"] = dict(claims)
+    req = urllib.request.Request(
+        issuer_url.rstrip("/") + "/token",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return str(json.load(resp)["id_token"])
+
+
+def fetch_certs(issuer_url: str, timeout: float = 10.0) -> dict[str, str]:
+    with urllib.request.urlopen(issuer_url.rstrip("/") + "/certs", timeout=timeout) as resp:
+        certs: dict[str, str] = json.load(resp)
+    return certs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.issuer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--project", required=True)
+    args = parser.parse_args(argv)
+    server = IssuerServer(args.host, args.port, args.project)
+    print(
+        f"issuer: project {args.project}, kid {server.key.kid}, "
+        f"listening on http://{args.host}:{server.server_address[1]}",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
