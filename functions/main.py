@@ -7,13 +7,12 @@ from typing import Any
 
 import functions_framework
 from cloudevents.http import CloudEvent
+from flask import Request
 
 from pixme import wiring
 from pixme.api import EditRequest, GenerateRequest
 from pixme.errors import NotFound, PixmeError
 from pixme.events import FINALIZED, storage_object
-from flask import Request
-
 from pixme.web import Response, body_of, caller, serve
 
 log = logging.getLogger("pixme.main")

@@ -6,6 +6,8 @@ sessions/{session_id}/turns/{turn_id}. Images never go in; paths do.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -17,6 +19,7 @@ from google.cloud import firestore
 from pixme.conversation import Session, Turn, Upload, upload_key
 from pixme.errors import Conflict, NotFound, Unavailable
 
+_APPEND_ATTEMPTS = 5
 _TRANSIENT = (
     gexc.ServiceUnavailable,
     gexc.DeadlineExceeded,
@@ -235,15 +238,20 @@ class FirestoreSessions:
             )
             return session
 
-        with _transient_as_unavailable():
-            try:
-                # The transaction retries itself on contention (5 attempts).
-                session: Session = run(self.db.transaction(max_attempts=5))
-                return session
-            except gexc.Aborted:
-                raise Unavailable("database_contention", "Too many concurrent edits; retry.") from None
-            except gexc.AlreadyExists:
-                raise Conflict("turn_exists", "This turn was already recorded.") from None
+        # The client retries a contended transaction 5 times back to back; under
+        # a burst of edits that is not enough, so back off with jitter and retry.
+        for attempt in range(_APPEND_ATTEMPTS):
+            with _transient_as_unavailable():
+                try:
+                    session: Session = run(self.db.transaction(max_attempts=5))
+                    return session
+                except gexc.AlreadyExists:
+                    raise Conflict("turn_exists", "This turn was already recorded.") from None
+                except (gexc.Aborted, ValueError) as exc:
+                    if isinstance(exc, ValueError) and "transaction" not in str(exc):
+                        raise
+            time.sleep(random.uniform(0.05, 0.2 * 2**attempt))
+        raise Unavailable("database_contention", "Too many concurrent edits; retry.")
 
     def expired(self, now: datetime, limit: int) -> list[Session]:
         query = self.col.where(filter=firestore.FieldFilter("expires_at", "<=", now)).limit(limit)
