@@ -122,7 +122,7 @@ def test_overload_is_retried_with_backoff_then_surfaces_as_503(renderer: Stack) 
 
 
 def test_retries_stop_at_the_total_deadline(renderer: Stack) -> None:
-    m, sleeps = model(renderer, timeout_s=30, deadline_s=31)
+    m, sleeps = model(renderer, timeout_s=30, deadline_s=30)
     with pytest.raises(Unavailable):
         generate(m, f"{MODEL}@503")
     assert sleeps == []  # another attempt could not finish before the deadline
