@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quiet", action="store_true", help="no per-request log lines")
     args = ap.parse_args(argv)
     serve(args.host, args.port, fault=args.fault, timeout_s=args.timeout_seconds, quiet=args.quiet)
+    # Tearing down the mediapipe graphs at interpreter exit takes seconds and
+    # does nothing useful for a server that is stopping: leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import re
+import signal
 import sys
 import threading
 import time
@@ -283,11 +284,15 @@ class Handler(BaseHTTPRequestHandler):
             raise P.invalid(f"Unable to process input image: {exc}.") from None
         signed = fault != "no_signature"
         note += "" if outcome.png else " text-only"
-        return P.answer(req, model, outcome.text, outcome.png, signed=signed), note
+        # With response_modalities ["IMAGE"] an image comes alone; a text-only
+        # outcome (no face, impossible edit) still has to be said in words.
+        reply: str | None = outcome.text if (outcome.png is None or "TEXT" in req.modalities) else None
+        return P.answer(req, model, reply, outcome.png, signed=signed), note
 
     def _run_renderer(self, req: P.Request) -> tuple[Outcome, str]:
         renderer = self.server.renderer
-        model_images = req.images("model")
+        # Interim "thought" images are drafts: edit the last final one.
+        model_images = [p for p in req.images("model") if not p.thought] or req.images("model")
         if model_images:
             # An edit: the base is the last image the model produced; the
             # instruction is only the last user turn (the memory text in the
@@ -315,6 +320,12 @@ def serve(
         f"(models loaded in {time.perf_counter() - t0:.1f} s{', fault ' + fault if fault else ''})",
         flush=True,
     )
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)  # a clean stop, like Ctrl-C
     try:
         httpd.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

@@ -98,8 +98,11 @@ def test_selfie_to_avatar_to_edits_to_cleanup(stack: Stack) -> None:
 
     branch = alice.post(
         "edit",
-        {"session_id": first["session_id"], "instruction": "make it black and white",
-         "from_turn": first["turn_id"]},
+        {
+            "session_id": first["session_id"],
+            "instruction": "make it black and white",
+            "from_turn": first["turn_id"],
+        },
     )
     assert branch.status_code == 201, branch.text
     third = branch.json()

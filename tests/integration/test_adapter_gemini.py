@@ -65,7 +65,9 @@ def test_a_replayed_image_with_a_forged_signature_is_refused(renderer: Stack) ->
     first = generate(m)
     forged = ImageRef(first.image, first.mime_type, b"not-the-signature")
     with pytest.raises(UpstreamMisconfigured) as caught:
-        m.generate(MODEL, edit_messages(get_style("comics"), SELFIE, forged, [], "add glasses"), RenderOptions())
+        m.generate(
+            MODEL, edit_messages(get_style("comics"), SELFIE, forged, [], "add glasses"), RenderOptions()
+        )
     assert caught.value.code == "model_rejected_history"
 
 

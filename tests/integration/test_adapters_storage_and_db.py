@@ -90,15 +90,39 @@ def make_session(owner: str, expires_in: timedelta = timedelta(days=1)) -> tuple
     sid, tid = f"s_{uuid.uuid4().hex[:12]}", f"t_{uuid.uuid4().hex[:12]}"
     t = now()
     session = Session(sid, owner, "comics", "m", "u1", "selfies/x.jpg", t, t, t + expires_in, tid, 1)
-    turn = Turn(tid, None, None, "hello", f"avatars/{owner}/{sid}/{tid}.png", "image/png",
-                b"\x00sig\xff", "m", "m-v1", {"prompt_tokens": 3}, 12, t)
+    turn = Turn(
+        tid,
+        None,
+        None,
+        "hello",
+        f"avatars/{owner}/{sid}/{tid}.png",
+        "image/png",
+        b"\x00sig\xff",
+        "m",
+        "m-v1",
+        {"prompt_tokens": 3},
+        12,
+        t,
+    )
     return session, turn
 
 
 def next_turn(parent: Turn, instruction: str) -> Turn:
     tid = f"t_{uuid.uuid4().hex[:12]}"
-    return Turn(tid, parent.turn_id, instruction, "ok", parent.image_path.replace(parent.turn_id, tid),
-                "image/png", b"sig2", "m", "m-v1", {}, 5, now())
+    return Turn(
+        tid,
+        parent.turn_id,
+        instruction,
+        "ok",
+        parent.image_path.replace(parent.turn_id, tid),
+        "image/png",
+        b"sig2",
+        "m",
+        "m-v1",
+        {},
+        5,
+        now(),
+    )
 
 
 def test_sessions_store_turns_with_signatures_and_list_newest_first(db) -> None:  # type: ignore[no-untyped-def]

@@ -252,6 +252,13 @@ def test_image_size_and_aspect_ratio_are_honoured(server: Server) -> None:
             assert im.size == want
 
 
+def test_image_only_modality_answers_the_image_alone(server: Server) -> None:
+    cfg = types.GenerateContentConfig(response_modalities=["IMAGE"])
+    msgs = contents(generation_messages(get_style("cyberpunk"), SELFIE))
+    text, image = split(server.client().models.generate_content(model=MODEL, contents=msgs, config=cfg))
+    assert image is not None and image.thought_signature and text == ""
+
+
 def test_a_photo_without_a_face_gets_a_text_only_answer(server: Server) -> None:
     msgs = generation_messages(get_style("comics"), ImageRef(CAT_BYTES, "image/png"))
     resp = server.client().models.generate_content(model=MODEL, contents=contents(msgs), config=CONFIG)
