@@ -40,7 +40,7 @@ def generate(request: Request) -> Response:
     def action() -> tuple[int, dict[str, Any]]:
         uid = caller(request)
         req = GenerateRequest.parse(body_of(request), wiring.settings())
-        return 201, wiring.avatars().generate(uid, req)
+        return 201, wiring.avatars().generate(uid, req, request.headers.get("Idempotency-Key"))
 
     return serve(request, ("POST",), action)
 
@@ -50,7 +50,7 @@ def edit(request: Request) -> Response:
     def action() -> tuple[int, dict[str, Any]]:
         uid = caller(request)
         req = EditRequest.parse(body_of(request), wiring.settings())
-        return 201, wiring.avatars().edit(uid, req)
+        return 201, wiring.avatars().edit(uid, req, request.headers.get("Idempotency-Key"))
 
     return serve(request, ("POST",), action)
 

@@ -18,6 +18,8 @@ ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 IMAGE_SIZES = ("1K", "2K")
 MAX_CAPTION = 40
+MAX_REFERENCES = 2
+MAX_CONTEXT = 2000
 
 
 def _str(body: dict[str, Any], name: str, required: bool = False, limit: int = 64) -> str | None:
@@ -68,6 +70,25 @@ def resolve_model(settings: Settings, alias: str | None) -> str:
     return settings.models[alias]
 
 
+def _references(body: dict[str, Any]) -> tuple[str, ...]:
+    """Earlier sessions of the same user whose current avatar guides the likeness."""
+    raw = body.get("references")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_REFERENCES:
+        raise InvalidRequest(
+            "invalid_field",
+            f"references must be a list of at most {MAX_REFERENCES} session ids.",
+            field="references",
+        )
+    ids = []
+    for item in raw:
+        if not isinstance(item, str) or not ID.match(item):
+            raise InvalidRequest("invalid_field", "references must contain session ids.", field="references")
+        ids.append(item)
+    return tuple(dict.fromkeys(ids))
+
+
 @dataclass(frozen=True)
 class GenerateRequest:
     upload_id: str
@@ -78,6 +99,7 @@ class GenerateRequest:
     caption: str | None = None
     aspect_ratio: str | None = None
     image_size: str | None = None
+    references: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, body: dict[str, Any], settings: Settings) -> GenerateRequest:
@@ -91,10 +113,11 @@ class GenerateRequest:
             style=style,
             model=resolve_model(settings, _str(body, "model")),
             prompt=_str(body, "prompt", limit=settings.max_text_chars),
-            context=_str(body, "context", limit=2000),
+            context=_str(body, "context", limit=MAX_CONTEXT),
             caption=_str(body, "caption", limit=MAX_CAPTION),
             aspect_ratio=_choice(body, "aspect_ratio", ASPECT_RATIOS),
             image_size=_choice(body, "image_size", IMAGE_SIZES),
+            references=_references(body),
         )
 
 
@@ -103,10 +126,16 @@ class EditRequest:
     session_id: str
     instruction: str
     from_turn: str | None = None
+    if_head: str | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any], settings: Settings) -> EditRequest:
         session_id = _id(body, "session_id")
         instruction = _str(body, "instruction", required=True, limit=settings.max_text_chars)
         assert session_id is not None and instruction is not None
-        return cls(session_id, instruction, _id(body, "from_turn", required=False))
+        return cls(
+            session_id,
+            instruction,
+            _id(body, "from_turn", required=False),
+            _id(body, "if_head", required=False),
+        )

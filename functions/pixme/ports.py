@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pixme.conversation import Session, Turn, Upload
 from pixme.prompts import Message
@@ -46,12 +46,34 @@ class SessionStore(Protocol):
 
     def turns(self, session_id: str) -> list[Turn]: ...
 
-    def append(self, session_id: str, turn: Turn, now: datetime) -> Session:
-        """Add `turn` and make it the head, atomically; returns the updated session."""
+    def append(self, session_id: str, turn: Turn, now: datetime, expected_head: str | None = None) -> Session:
+        """Add `turn` and make it the head, atomically; returns the updated session.
+
+        With `expected_head`, raise Conflict if the head moved meanwhile.
+        """
 
     def expired(self, now: datetime, limit: int) -> list[Session]: ...
 
     def delete(self, session_id: str) -> None: ...
+
+
+class IdempotencyStore(Protocol):
+    def begin(
+        self, owner: str, key: str, fingerprint: str, now: datetime, expires_at: datetime
+    ) -> dict[str, Any] | None:
+        """Reserve `key` for this request.
+
+        None means the caller goes ahead; a dict is the stored result of the
+        first request with this key. Raises Conflict when that request is still
+        running or had a different body.
+        """
+
+    def finish(self, owner: str, key: str, result: dict[str, Any]) -> None: ...
+
+    def abandon(self, owner: str, key: str) -> None:
+        """Release a reservation whose request failed, so a retry can run."""
+
+    def purge(self, now: datetime, limit: int) -> int: ...
 
 
 @dataclass(frozen=True)

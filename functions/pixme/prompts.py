@@ -56,15 +56,26 @@ def style_brief(
     return " ".join(parts)
 
 
+REFERENCES_CLAUSE = (
+    "The next images are earlier avatars of the same person: use them only to keep "
+    "the likeness consistent, not for style or composition."
+)
+
+
 def generation_messages(
     style: Style,
     selfie: ImageRef,
     extra: str | None = None,
     context: str | None = None,
     caption: str | None = None,
+    references: tuple[ImageRef, ...] = (),
 ) -> list[Message]:
     brief = style_brief(style, extra, context, caption)
-    return [Message("user", (f"{brief} {ANSWER_CLAUSE}",), (selfie,))]
+    texts: tuple[str, ...] = (f"{brief} {ANSWER_CLAUSE}",)
+    if references:
+        texts += (REFERENCES_CLAUSE,)
+    # The selfie stays the first image: it is the identity the model must keep.
+    return [Message("user", texts, (selfie, *references))]
 
 
 def memory_text(earlier_instructions: list[str], limit: int = 12) -> str:

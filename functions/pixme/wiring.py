@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from google.cloud import firestore
 
     from pixme.adapters.auth import FirebaseTokenVerifier
-    from pixme.adapters.firestore import FirestoreSessions, FirestoreUploads
+    from pixme.adapters.firestore import FirestoreIdempotency, FirestoreSessions, FirestoreUploads
     from pixme.adapters.gcs import GcsBlobStore
     from pixme.adapters.gemini import GeminiModel
     from pixme.services.avatars import Avatars
@@ -83,6 +83,13 @@ def sessions() -> FirestoreSessions:
 
 
 @_once
+def idempotency() -> FirestoreIdempotency:
+    from pixme.adapters.firestore import FirestoreIdempotency
+
+    return FirestoreIdempotency(_db())
+
+
+@_once
 def verifier() -> FirebaseTokenVerifier:
     from pixme.adapters.auth import FirebaseTokenVerifier
 
@@ -108,7 +115,7 @@ def ingest() -> Ingest:
 def avatars() -> Avatars:
     from pixme.services.avatars import Avatars
 
-    return Avatars(settings(), blobs(), uploads(), sessions(), model(), SystemClock())
+    return Avatars(settings(), blobs(), uploads(), sessions(), model(), SystemClock(), idempotency())
 
 
 @_once
@@ -122,4 +129,4 @@ def library() -> Library:
 def cleanup() -> Cleanup:
     from pixme.services.cleanup import Cleanup
 
-    return Cleanup(settings(), blobs(), uploads(), sessions(), SystemClock())
+    return Cleanup(settings(), blobs(), uploads(), sessions(), SystemClock(), idempotency())

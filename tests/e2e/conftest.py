@@ -8,8 +8,17 @@ import pytest
 
 from local.stack import Stack
 
+# Model aliases that route to the renderer's fault injection, so outcomes can be
+# checked end to end through the real functions.
+MODELS = (
+    "flash=gemini-3.1-flash-image,"
+    "busy=gemini-3.1-flash-image@429,"
+    "retired=gemini-2.0-flash-exp,"
+    "unsafe=gemini-3.1-flash-image@image_safety"
+)
+
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    with Stack() as running:
+    with Stack(env_overrides={"PIXME_MODELS": MODELS}) as running:
         yield running

@@ -178,3 +178,39 @@ def test_expired_sessions_are_deleted_with_their_turns(db) -> None:  # type: ign
     sessions.delete(old.session_id)
     assert sessions.get(old.session_id) is None and sessions.turns(old.session_id) == []
     assert sessions.get(live.session_id) is not None
+
+
+def test_append_with_a_stale_expected_head_is_refused(db) -> None:  # type: ignore[no-untyped-def]
+    from pixme.errors import Conflict
+
+    sessions = FirestoreSessions(db)
+    session, first = make_session(uuid.uuid4().hex)
+    sessions.create(session, first)
+    second = next_turn(first, "add glasses")
+    sessions.append(session.session_id, second, now(), expected_head=first.turn_id)
+    with pytest.raises(Conflict) as caught:
+        sessions.append(session.session_id, next_turn(first, "warmer"), now(), expected_head=first.turn_id)
+    assert caught.value.code == "stale_head"
+    assert len(sessions.turns(session.session_id)) == 2
+
+
+def test_idempotency_keys_reserve_replay_release_and_expire(db) -> None:  # type: ignore[no-untyped-def]
+    from pixme.adapters.firestore import FirestoreIdempotency
+    from pixme.errors import Conflict
+
+    store = FirestoreIdempotency(db)
+    owner, key, t = uuid.uuid4().hex, "key-12345678", now()
+    later = t + timedelta(hours=24)
+    assert store.begin(owner, key, "fp1", t, later) is None
+    with pytest.raises(Conflict) as caught:
+        store.begin(owner, key, "fp1", t, later)
+    assert caught.value.code == "request_in_progress"
+    store.finish(owner, key, {"session_id": "s_1", "usage": {"prompt_tokens": 3}})
+    assert store.begin(owner, key, "fp1", t, later) == {"session_id": "s_1", "usage": {"prompt_tokens": 3}}
+    with pytest.raises(Conflict):
+        store.begin(owner, key, "fp2", t, later)
+    assert store.begin("another-owner", key, "fp2", t, later) is None  # keys are per caller
+    store.abandon("another-owner", key)
+    assert store.begin("another-owner", key, "fp3", t, later) is None
+    assert store.purge(later + timedelta(seconds=1), 500) >= 2
+    assert store.begin(owner, key, "fp2", t, later) is None  # purged: a new key

@@ -6,12 +6,13 @@ import copy
 import io
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from PIL import Image
 
 from pixme.config import Settings
 from pixme.conversation import Session, Turn, Upload
-from pixme.errors import NotFound, PixmeError
+from pixme.errors import Conflict, NotFound, PixmeError
 from pixme.ports import ModelReply, RenderOptions
 from pixme.prompts import Message
 
@@ -108,8 +109,10 @@ class FakeSessions:
     def turns(self, session_id: str) -> list[Turn]:
         return list(self.turn_docs.get(session_id, {}).values())
 
-    def append(self, session_id: str, turn: Turn, now: datetime) -> Session:
+    def append(self, session_id: str, turn: Turn, now: datetime, expected_head: str | None = None) -> Session:
         session = self.sessions[session_id]
+        if expected_head is not None and session.head_turn != expected_head:
+            raise Conflict("stale_head", "moved on")
         self.turn_docs[session_id][turn.turn_id] = turn
         session.head_turn = turn.turn_id
         session.turn_count += 1
@@ -122,6 +125,40 @@ class FakeSessions:
     def delete(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)
         self.turn_docs.pop(session_id, None)
+
+
+class FakeIdempotency:
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def begin(
+        self, owner: str, key: str, fingerprint: str, now: datetime, expires_at: datetime
+    ) -> dict[str, Any] | None:
+        found = self.entries.get((owner, key))
+        if found is None or found["expires_at"] <= now:
+            self.entries[(owner, key)] = {
+                "fingerprint": fingerprint,
+                "result": None,
+                "expires_at": expires_at,
+            }
+            return None
+        if found["fingerprint"] != fingerprint:
+            raise Conflict("idempotency_key_reused", "different request")
+        if found["result"] is None:
+            raise Conflict("request_in_progress", "running")
+        return dict(found["result"])
+
+    def finish(self, owner: str, key: str, result: dict[str, Any]) -> None:
+        self.entries[(owner, key)]["result"] = copy.deepcopy(result)
+
+    def abandon(self, owner: str, key: str) -> None:
+        self.entries.pop((owner, key), None)
+
+    def purge(self, now: datetime, limit: int) -> int:
+        gone = [k for k, v in self.entries.items() if v["expires_at"] <= now][:limit]
+        for k in gone:
+            del self.entries[k]
+        return len(gone)
 
 
 def png(color: tuple[int, int, int] = (200, 100, 50), size: tuple[int, int] = (256, 256)) -> bytes:

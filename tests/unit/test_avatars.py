@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from fakes import FakeBlobs, FakeClock, FakeModel, FakeSessions, FakeUploads, png, settings
+from fakes import (
+    FakeBlobs,
+    FakeClock,
+    FakeIdempotency,
+    FakeModel,
+    FakeSessions,
+    FakeUploads,
+    png,
+    settings,
+)
 from pixme.api import EditRequest, GenerateRequest
-from pixme.errors import NotFound, NotReady, RateLimited
+from pixme.errors import Conflict, InvalidRequest, NotFound, NotReady, RateLimited
 from pixme.services.avatars import Avatars
 from pixme.services.ingest import Ingest, StorageObject
 from pixme.services.library import Library
@@ -17,7 +26,10 @@ class World:
         self.s = settings()
         self.blobs, self.uploads, self.sessions = FakeBlobs(), FakeUploads(), FakeSessions()
         self.model, self.clock = FakeModel(), FakeClock()
-        self.avatars = Avatars(self.s, self.blobs, self.uploads, self.sessions, self.model, self.clock)
+        self.idempotency = FakeIdempotency()
+        self.avatars = Avatars(
+            self.s, self.blobs, self.uploads, self.sessions, self.model, self.clock, self.idempotency
+        )
         self.library = Library(self.s, self.blobs, self.uploads, self.sessions, self.clock)
 
     def upload(self, owner: str = "alice", upload_id: str = "u1") -> None:
@@ -27,13 +39,15 @@ class World:
             StorageObject("up", name, "1", 1, self.clock.now())
         )
 
-    def generate(self, owner: str = "alice", **body: object) -> dict:  # type: ignore[type-arg]
+    def generate(self, owner: str = "alice", key: str | None = None, **body: object) -> dict:  # type: ignore[type-arg]
         req = GenerateRequest.parse({"upload_id": "u1", "style": "comics", **body}, self.s)
-        return self.avatars.generate(owner, req)
+        return self.avatars.generate(owner, req, key)
 
-    def edit(self, session_id: str, instruction: str, owner: str = "alice", **body: object) -> dict:  # type: ignore[type-arg]
+    def edit(
+        self, session_id: str, instruction: str, owner: str = "alice", key: str | None = None, **body: object
+    ) -> dict:  # type: ignore[type-arg]
         req = EditRequest.parse({"session_id": session_id, "instruction": instruction, **body}, self.s)
-        return self.avatars.edit(owner, req)
+        return self.avatars.edit(owner, req, key)
 
 
 @pytest.fixture
@@ -137,9 +151,64 @@ def test_cleanup_removes_expired_sessions_images_and_uploads(world: World) -> No
     world.upload(upload_id="u2")
     fresh = world.generate(upload_id="u2")["session_id"]
     world.clock.advance(days=1, seconds=1)
-    result = Cleanup(world.s, world.blobs, world.uploads, world.sessions, world.clock).run()
-    assert result == {"sessions_deleted": 1, "images_deleted": 1, "uploads_deleted": 1}
+    result = Cleanup(
+        world.s, world.blobs, world.uploads, world.sessions, world.clock, world.idempotency
+    ).run()
+    assert result == {
+        "sessions_deleted": 1,
+        "images_deleted": 1,
+        "uploads_deleted": 1,
+        "idempotency_keys_deleted": 0,
+    }
     assert world.sessions.get(old) is None and world.sessions.get(fresh) is not None
     assert world.uploads.get("alice", "u1") is None and world.uploads.get("alice", "u2")
     assert not any(old in k[1] for k in world.blobs.objects)
     assert ("up", "uploads/alice/u1.png") not in world.blobs.objects
+
+
+def test_a_retried_request_with_an_idempotency_key_returns_the_first_result(world: World) -> None:
+    first = world.generate(key="key-00000001")
+    again = world.generate(key="key-00000001")
+    assert again["session_id"] == first["session_id"] and again["replayed"] is True
+    assert len(world.model.calls) == 1  # the model was paid once
+    assert "image_path" not in first and "image_path" not in again
+    edit = world.edit(first["session_id"], "add glasses", key="key-00000002")
+    assert world.edit(first["session_id"], "add glasses", key="key-00000002")["turn_id"] == edit["turn_id"]
+    assert len(world.model.calls) == 2
+
+
+def test_an_idempotency_key_reused_for_another_request_is_refused(world: World) -> None:
+    world.generate(key="key-00000001")
+    with pytest.raises(Conflict) as caught:
+        world.generate(key="key-00000001", style="manga")
+    assert caught.value.code == "idempotency_key_reused"
+    with pytest.raises(InvalidRequest):
+        world.generate(key="short")
+
+
+def test_a_failed_request_releases_its_idempotency_key(world: World) -> None:
+    world.model.failures.append(RateLimited("model_rate_limited", "busy", retry_after_s=3))
+    with pytest.raises(RateLimited):
+        world.generate(key="key-00000001")
+    assert world.generate(key="key-00000001")["turn_count"] == 1
+
+
+def test_if_head_refuses_an_edit_built_on_a_stale_head(world: World) -> None:
+    first = world.generate()
+    sid = first["session_id"]
+    world.edit(sid, "add glasses")
+    with pytest.raises(Conflict) as caught:
+        world.edit(sid, "make it warmer", if_head=first["turn_id"])
+    assert caught.value.code == "stale_head"
+    # Without if_head, the same stale view simply branches from the turn it names.
+    branch = world.edit(sid, "make it warmer", from_turn=first["turn_id"])
+    assert branch["parent_turn_id"] == first["turn_id"]
+
+
+def test_references_send_earlier_avatars_of_the_same_user(world: World) -> None:
+    earlier = world.generate()
+    world.generate(references=[earlier["session_id"]], style="manga")
+    _, messages = world.model.calls[-1]
+    assert len(messages[0].images) == 2 and messages[0].images[1].thought_signature is None
+    with pytest.raises(NotFound):
+        world.generate(owner="mallory", references=[earlier["session_id"]])

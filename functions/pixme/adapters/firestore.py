@@ -6,6 +6,7 @@ sessions/{session_id}/turns/{turn_id}. Images never go in; paths do.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Iterator
@@ -218,7 +219,7 @@ class FirestoreSessions:
             docs = self.col.document(session_id).collection("turns").stream()
             return [_turn(d.id, d.to_dict() or {}) for d in docs]
 
-    def append(self, session_id: str, turn: Turn, now: datetime) -> Session:
+    def append(self, session_id: str, turn: Turn, now: datetime, expected_head: str | None = None) -> Session:
         ref = self.col.document(session_id)
         turn_ref = ref.collection("turns").document(turn.turn_id)
 
@@ -228,6 +229,12 @@ class FirestoreSessions:
             if not snap.exists:
                 raise NotFound("session_not_found", "No session with this id.")
             session = _session(session_id, snap.to_dict() or {})
+            if expected_head is not None and session.head_turn != expected_head:
+                raise Conflict(
+                    "stale_head",
+                    "The session has moved on; reload it and retry.",
+                    head_turn_id=session.head_turn,
+                )
             session.head_turn = turn.turn_id
             session.turn_count += 1
             session.updated_at = now
@@ -261,3 +268,58 @@ class FirestoreSessions:
     def delete(self, session_id: str) -> None:
         with _transient_as_unavailable():
             self.db.recursive_delete(self.col.document(session_id))
+
+
+class FirestoreIdempotency:
+    """IdempotencyStore: idempotency/{sha256(owner, key)}, expiring after a day."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self.db = db
+        self.col = db.collection("idempotency")
+
+    def _ref(self, owner: str, key: str) -> firestore.DocumentReference:
+        return self.col.document(hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest())
+
+    def begin(
+        self, owner: str, key: str, fingerprint: str, now: datetime, expires_at: datetime
+    ) -> dict[str, Any] | None:
+        ref = self._ref(owner, key)
+        doc = {
+            "owner": owner,
+            "fingerprint": fingerprint,
+            "state": "running",
+            "created_at": now,
+            "expires_at": expires_at,
+        }
+        with _transient_as_unavailable():
+            try:
+                ref.create(doc)
+                return None
+            except gexc.AlreadyExists:
+                snap = ref.get()
+        found = snap.to_dict() or {}
+        if found.get("expires_at") and found["expires_at"] <= now:
+            with _transient_as_unavailable():
+                ref.set(doc)  # an expired key is a new key
+            return None
+        if found.get("fingerprint") != fingerprint:
+            raise Conflict("idempotency_key_reused", "This Idempotency-Key was used for a different request.")
+        if found.get("state") != "done":
+            raise Conflict("request_in_progress", "A request with this Idempotency-Key is still running.")
+        return dict(found.get("result") or {})
+
+    def finish(self, owner: str, key: str, result: dict[str, Any]) -> None:
+        with _transient_as_unavailable():
+            self._ref(owner, key).update({"state": "done", "result": result})
+
+    def abandon(self, owner: str, key: str) -> None:
+        with _transient_as_unavailable():
+            self._ref(owner, key).delete()
+
+    def purge(self, now: datetime, limit: int) -> int:
+        query = self.col.where(filter=firestore.FieldFilter("expires_at", "<=", now)).limit(limit)
+        with _transient_as_unavailable():
+            snaps = list(query.stream())
+            for snap in snaps:
+                snap.reference.delete()
+        return len(snaps)

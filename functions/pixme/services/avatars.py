@@ -7,18 +7,38 @@ worst (which cleanup removes with its session prefix).
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from pixme.api import EditRequest, GenerateRequest
 from pixme.config import Settings
 from pixme.conversation import Session, Turn, earlier_instructions, expiry, lineage, new_id
-from pixme.errors import NotFound, NotReady
-from pixme.ports import BlobStore, Clock, ImageModel, ModelReply, RenderOptions, SessionStore, UploadStore
+from pixme.errors import Conflict, InvalidRequest, NotFound, NotReady
+from pixme.ports import (
+    BlobStore,
+    Clock,
+    IdempotencyStore,
+    ImageModel,
+    ModelReply,
+    RenderOptions,
+    SessionStore,
+    UploadStore,
+)
 from pixme.prompts import ImageRef, edit_messages, generation_messages
 from pixme.styles import get_style
 
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+IDEMPOTENCY_TTL = timedelta(hours=24)
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+def _public(result: dict[str, Any]) -> dict[str, Any]:
+    """Drop internal fields (the storage path) from a turn result."""
+    return {k: v for k, v in result.items() if k != "image_path"}
 
 
 def avatar_path(owner: str, session_id: str, turn_id: str, mime_type: str) -> str:
@@ -34,6 +54,7 @@ class Avatars:
         sessions: SessionStore,
         model: ImageModel,
         clock: Clock,
+        idempotency: IdempotencyStore,
     ) -> None:
         self.settings = settings
         self.blobs = blobs
@@ -41,8 +62,48 @@ class Avatars:
         self.sessions = sessions
         self.model = model
         self.clock = clock
+        self.idempotency = idempotency
 
-    def generate(self, owner: str, req: GenerateRequest) -> dict[str, Any]:
+    def generate(
+        self, owner: str, req: GenerateRequest, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        return self._once(owner, idempotency_key, ("generate", req), lambda: self._generate(owner, req))
+
+    def edit(self, owner: str, req: EditRequest, idempotency_key: str | None = None) -> dict[str, Any]:
+        return self._once(owner, idempotency_key, ("edit", req), lambda: self._edit(owner, req))
+
+    def _once(
+        self, owner: str, key: str | None, request: tuple[str, Any], run: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Run a request at most once per Idempotency-Key: a retry gets the first result."""
+        if key is None:
+            return _public(run())
+        if not IDEMPOTENCY_KEY.match(key):
+            raise InvalidRequest(
+                "invalid_idempotency_key", "Idempotency-Key must be 8-128 letters, digits, '-' or '_'."
+            )
+        fingerprint = hashlib.sha256(repr(request).encode()).hexdigest()
+        now = self.clock.now()
+        stored = self.idempotency.begin(owner, key, fingerprint, now, now + IDEMPOTENCY_TTL)
+        if stored is not None:
+            replay = dict(stored)
+            # URLs expire: sign the stored image again rather than replaying an old URL.
+            path = replay.pop("image_path")
+            replay["image_url"] = self.blobs.signed_url(
+                self.settings.assets_bucket, path, self.settings.url_ttl_s
+            )
+            replay["replayed"] = True
+            return replay
+        try:
+            result = run()
+        except BaseException:
+            self.idempotency.abandon(owner, key)
+            raise
+        record = {k: v for k, v in result.items() if k != "image_url"}
+        self.idempotency.finish(owner, key, record)
+        return _public(result)
+
+    def _generate(self, owner: str, req: GenerateRequest) -> dict[str, Any]:
         upload = self.uploads.get(owner, req.upload_id)
         if upload is None:
             raise NotFound("upload_not_found", "No upload with this id.")
@@ -56,7 +117,8 @@ class Avatars:
             )
         style = get_style(req.style)
         selfie = ImageRef(self.blobs.read(self.settings.assets_bucket, upload.image_path), "image/jpeg")
-        messages = generation_messages(style, selfie, req.prompt, req.context, req.caption)
+        references = tuple(self._head_image(owner, sid) for sid in req.references)
+        messages = generation_messages(style, selfie, req.prompt, req.context, req.caption, references)
         options = RenderOptions(req.aspect_ratio, req.image_size)
         reply, ms = self._call(req.model, messages, options)
 
@@ -80,8 +142,12 @@ class Avatars:
         self.sessions.create(session, turn)
         return self._result(session, turn)
 
-    def edit(self, owner: str, req: EditRequest) -> dict[str, Any]:
+    def _edit(self, owner: str, req: EditRequest) -> dict[str, Any]:
         session = self.owned_session(owner, req.session_id)
+        if req.if_head and req.if_head != session.head_turn:
+            raise Conflict(
+                "stale_head", "The session has moved on; reload it and retry.", head_turn_id=session.head_turn
+            )
         turns = {t.turn_id: t for t in self.sessions.turns(session.session_id)}
         base_id = req.from_turn or session.head_turn
         base = turns.get(base_id)
@@ -103,8 +169,17 @@ class Avatars:
         turn = self._store_turn(
             owner, session.session_id, new_id("t_"), base_id, req.instruction, session.model, reply, ms
         )
-        session = self.sessions.append(session.session_id, turn, self.clock.now())
+        session = self.sessions.append(session.session_id, turn, self.clock.now(), req.if_head)
         return self._result(session, turn)
+
+    def _head_image(self, owner: str, session_id: str) -> ImageRef:
+        session = self.owned_session(owner, session_id)
+        head = {t.turn_id: t for t in self.sessions.turns(session_id)}.get(session.head_turn)
+        if head is None:
+            raise NotFound("session_not_found", "No session with this id.")
+        data = self.blobs.read(self.settings.assets_bucket, head.image_path)
+        # Sent as a plain user image: no signature needed, and none is replayed.
+        return ImageRef(data, head.mime_type)
 
     def owned_session(self, owner: str, session_id: str) -> Session:
         session = self.sessions.get(session_id)
@@ -159,5 +234,7 @@ class Avatars:
             "turn_count": session.turn_count,
             "model": turn.model,
             "model_version": turn.model_version,
+            "usage": turn.usage,
             "ms": turn.ms,
+            "image_path": turn.image_path,
         }

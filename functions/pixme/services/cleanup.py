@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from pixme.config import Settings
-from pixme.ports import BlobStore, Clock, SessionStore, UploadStore
+from pixme.ports import BlobStore, Clock, IdempotencyStore, SessionStore, UploadStore
 
 log = logging.getLogger(__name__)
 BATCH = 100
@@ -26,12 +26,14 @@ class Cleanup:
         uploads: UploadStore,
         sessions: SessionStore,
         clock: Clock,
+        idempotency: IdempotencyStore,
     ) -> None:
         self.settings = settings
         self.blobs = blobs
         self.uploads = uploads
         self.sessions = sessions
         self.clock = clock
+        self.idempotency = idempotency
 
     def run(self) -> dict[str, Any]:
         now = self.clock.now()
@@ -58,10 +60,17 @@ class Cleanup:
                 uploads_deleted += 1
             if len(expired) < BATCH:
                 break
+        keys_deleted = 0
+        for _ in range(MAX_BATCHES):
+            purged = self.idempotency.purge(now, BATCH)
+            keys_deleted += purged
+            if purged < BATCH:
+                break
         result = {
             "sessions_deleted": sessions_deleted,
             "images_deleted": images_deleted,
             "uploads_deleted": uploads_deleted,
+            "idempotency_keys_deleted": keys_deleted,
         }
         log.info("cleanup done: %s", result)
         return result
