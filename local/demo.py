@@ -24,11 +24,14 @@ from local.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 SELFIE = ROOT / "assets" / "selfie-astronaut.png"
-DEFAULT_STYLES = ("comics", "manga", "zombie")
-# (instruction, edit from which turn: None = the head, or an index into the chain)
+# (instruction, edit from which turn: None = the head, or an index into the
+# chain). The fourth edit goes back to turn 2 — an undo of the blue background —
+# and the chain carries on from that branch.
 EDITS: tuple[tuple[str, int | None], ...] = (
     ("add glasses", None),
     ("make the lighting warmer", None),
+    ("make the background blue", None),
+    ("make the eyes green", 2),
     ('add the name "Eileen"', None),
 )
 UID = "demo-user"
@@ -127,7 +130,7 @@ def run(stack: Stack, out: Path, styles: tuple[str, ...]) -> dict[str, Any]:
         result = client.call("edit", "POST", body=body)
         turn = record(client, out, f"{chain['style']}-edit{j}", result, instruction)
         chain["turns"].append(turn)
-        branch = f" (from turn {from_index})" if from_index is not None else ""
+        branch = f" (undo: from turn {from_index})" if from_index is not None else ""
         say(f"[demo] edit {j}/{len(EDITS)} {instruction!r}{branch}: {turn['ms']} ms — {result['text']}")
 
     listed = client.call("sessions", "GET", "/")
@@ -163,7 +166,17 @@ def contact_sheet(out: Path, report: dict[str, Any]) -> Path:
         + [(s["style"], Image.open(out / s["turns"][0]["image"])) for s in report["sessions"]]
     ]
     chain = report["sessions"][0]
-    rows.append([(t["instruction"] or chain["style"], Image.open(out / t["image"])) for t in chain["turns"]])
+    by_id = {t["turn_id"]: i for i, t in enumerate(chain["turns"])}
+
+    def caption(i: int, turn: dict[str, Any]) -> str:
+        instruction = str(turn["instruction"] or "")
+        if not instruction:
+            return f"0: {chain['style']}"
+        parent = by_id[turn["parent_turn_id"]]
+        step = f"{i}: " if parent == i - 1 else f"{i} (from {parent}): "
+        return step + instruction
+
+    rows.append([(caption(i, t), Image.open(out / t["image"])) for i, t in enumerate(chain["turns"])])
     columns = max(len(r) for r in rows)
     per_row = min(columns, 7)
     flat_rows: list[list[tuple[str, Image.Image]]] = []
@@ -173,14 +186,14 @@ def contact_sheet(out: Path, report: dict[str, Any]) -> Path:
     height = pad + len(flat_rows) * (tile + label_h + pad)
     sheet = Image.new("RGB", (width, height), (245, 245, 242))
     draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default(size=15)
+    font = ImageFont.load_default(size=14)
     for r, row in enumerate(flat_rows):
         for c, (label, img) in enumerate(row):
             x, y = pad + c * (tile + pad), pad + r * (tile + label_h + pad)
             thumb = img.convert("RGB")
             thumb.thumbnail((tile, tile))
             sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
-            draw.text((x + 2, y + tile + 8), label[:32], fill=(30, 30, 30), font=font)
+            draw.text((x + 2, y + tile + 8), label[:34], fill=(30, 30, 30), font=font)
     path = out / "contact-sheet.png"
     sheet.save(path)
     return path
@@ -189,9 +202,7 @@ def contact_sheet(out: Path, report: dict[str, Any]) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
-    parser.add_argument(
-        "--styles", default=",".join(DEFAULT_STYLES), help="comma-separated style ids, or 'all'"
-    )
+    parser.add_argument("--styles", default="all", help="comma-separated style ids, or 'all'")
     args = parser.parse_args()
     out: Path = args.out
     shutil.rmtree(out, ignore_errors=True)
