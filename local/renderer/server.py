@@ -35,6 +35,8 @@ FAULTS = (
     "503",
     "500",
     "400",
+    "403",
+    "region",
     "timeout",
     "blocked",
     "image_safety",
@@ -253,6 +255,14 @@ class Handler(BaseHTTPRequestHandler):
             )
         if fault == "400":
             raise P.invalid("Request contains an invalid argument. (injected fault)")
+        if fault == "403":
+            raise P.ApiError(
+                403, "PERMISSION_DENIED", "Permission denied on resource project. (injected fault)"
+            )
+        if fault == "region":
+            raise P.ApiError(
+                400, "FAILED_PRECONDITION", "User location is not supported for the API use. (injected fault)"
+            )
         if fault == "timeout":
             # A slow model: wait, bounded, and give up early if the server stops.
             self.server.stopping.wait(self.server.timeout_s)

@@ -80,6 +80,8 @@ def test_a_replayed_image_with_a_forged_signature_is_refused(renderer: Stack) ->
         ("text_only", ModelRefused, "text_only"),
         ("no_signature", UpstreamMisconfigured, "missing_thought_signature"),
         ("400", UpstreamMisconfigured, "model_invalid_argument"),
+        ("403", UpstreamMisconfigured, "model_access_denied"),
+        ("region", UpstreamMisconfigured, "model_unavailable_here"),
     ],
 )
 def test_each_refusal_maps_to_its_own_code(
@@ -121,6 +123,13 @@ def test_overload_is_retried_with_backoff_then_surfaces_as_503(renderer: Stack) 
         generate(m, f"{MODEL}@503")
     assert len(sleeps) == 3 and all(0 <= s <= 8 for s in sleeps)
     assert caught.value.code == "model_unavailable"
+
+
+def test_a_server_error_is_retried_then_surfaces_as_503(renderer: Stack) -> None:
+    m, sleeps = model(renderer)
+    with pytest.raises(Unavailable) as caught:
+        generate(m, f"{MODEL}@500")
+    assert len(sleeps) == 3 and caught.value.status == 503
 
 
 def test_retries_stop_at_the_total_deadline(renderer: Stack) -> None:
