@@ -93,3 +93,11 @@ def test_edit_request_needs_an_instruction() -> None:
         {"session_id": "s_1", "instruction": "add glasses", "from_turn": "t_1"}, settings()
     )
     assert req.from_turn == "t_1"
+
+
+def test_the_readme_documents_every_setting() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [name for name in ENV_VARS if f"`{name}`" not in readme]
+    assert missing == []
