@@ -31,7 +31,8 @@ from google import genai
 from google.genai import errors, types
 from PIL import Image
 
-from pixme.prompts import ImageRef, Message, edit_messages, generation_messages
+from pixme.adapters.gemini import to_contents
+from pixme.prompts import ImageRef, edit_messages, generation_messages
 from pixme.styles import STYLES, get_style
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,21 +147,6 @@ def server() -> Iterator[Server]:
 # helpers
 
 
-def contents(messages: list[Message]) -> list[types.Content]:
-    out = []
-    for m in messages:
-        parts = [types.Part(text=t) for t in m.texts]
-        for img in m.images:
-            parts.append(
-                types.Part(
-                    inline_data=types.Blob(data=img.data, mime_type=img.mime_type),
-                    thought_signature=img.thought_signature,
-                )
-            )
-        out.append(types.Content(role=m.role, parts=parts))
-    return out
-
-
 def split(resp: types.GenerateContentResponse) -> tuple[str, types.Part | None]:
     assert resp.candidates, resp
     parts = resp.candidates[0].content.parts if resp.candidates[0].content else []
@@ -184,7 +170,7 @@ def generate(
     server: Server, style_id: str = "comics", model: str = MODEL, **kw: object
 ) -> types.GenerateContentResponse:
     msgs = generation_messages(get_style(style_id), SELFIE, **kw)  # type: ignore[arg-type]
-    return server.client().models.generate_content(model=model, contents=contents(msgs), config=CONFIG)
+    return server.client().models.generate_content(model=model, contents=to_contents(msgs), config=CONFIG)
 
 
 def post(server: Server, path: str, body: object, headers: dict[str, str] | None = None) -> tuple[int, dict]:
@@ -245,7 +231,7 @@ def test_image_size_and_aspect_ratio_are_honoured(server: Server) -> None:
             response_modalities=["TEXT", "IMAGE"],
             image_config=types.ImageConfig(aspect_ratio=ratio, image_size=size),
         )
-        resp = server.client().models.generate_content(model=MODEL, contents=contents(msgs), config=cfg)
+        resp = server.client().models.generate_content(model=MODEL, contents=to_contents(msgs), config=cfg)
         image = split(resp)[1]
         assert image is not None
         with Image.open(io.BytesIO(image.inline_data.data)) as im:
@@ -254,14 +240,14 @@ def test_image_size_and_aspect_ratio_are_honoured(server: Server) -> None:
 
 def test_image_only_modality_answers_the_image_alone(server: Server) -> None:
     cfg = types.GenerateContentConfig(response_modalities=["IMAGE"])
-    msgs = contents(generation_messages(get_style("cyberpunk"), SELFIE))
+    msgs = to_contents(generation_messages(get_style("cyberpunk"), SELFIE))
     text, image = split(server.client().models.generate_content(model=MODEL, contents=msgs, config=cfg))
     assert image is not None and image.thought_signature and text == ""
 
 
 def test_a_photo_without_a_face_gets_a_text_only_answer(server: Server) -> None:
     msgs = generation_messages(get_style("comics"), ImageRef(CAT_BYTES, "image/png"))
-    resp = server.client().models.generate_content(model=MODEL, contents=contents(msgs), config=CONFIG)
+    resp = server.client().models.generate_content(model=MODEL, contents=to_contents(msgs), config=CONFIG)
     text, image = split(resp)
     assert image is None and "No face was found" in text
     assert resp.candidates[0].finish_reason == types.FinishReason.STOP
@@ -288,7 +274,7 @@ def test_edits_round_trip_with_the_signature_and_keep_earlier_edits(server: Serv
 
     resp = client.models.generate_content(
         model=MODEL,
-        contents=contents(edit_messages(style, SELFIE, current, [], "add glasses")),
+        contents=to_contents(edit_messages(style, SELFIE, current, [], "add glasses")),
         config=CONFIG,
     )
     text, second = split(resp)
@@ -299,7 +285,9 @@ def test_edits_round_trip_with_the_signature_and_keep_earlier_edits(server: Serv
     current = ImageRef(second.inline_data.data, "image/png", second.thought_signature)
     resp = client.models.generate_content(
         model=MODEL,
-        contents=contents(edit_messages(style, SELFIE, current, ["add glasses"], "make the background blue")),
+        contents=to_contents(
+            edit_messages(style, SELFIE, current, ["add glasses"], "make the background blue")
+        ),
         config=CONFIG,
     )
     text, third = split(resp)
@@ -327,7 +315,7 @@ def test_an_edit_it_cannot_do_is_answered_in_words(server: Server) -> None:
     assert first is not None
     current = ImageRef(first.inline_data.data, "image/png", first.thought_signature)
     msgs = edit_messages(get_style("comics"), SELFIE, current, [], "give me a pirate hat")
-    resp = server.client().models.generate_content(model=MODEL, contents=contents(msgs), config=CONFIG)
+    resp = server.client().models.generate_content(model=MODEL, contents=to_contents(msgs), config=CONFIG)
     text, image = split(resp)
     assert image is None
     assert "cannot" in text and "glasses" in text  # says what it can do instead
@@ -356,7 +344,7 @@ def comic(server: Server) -> ImageRef:
 )
 def test_edit_phrases(server: Server, comic: ImageRef, instruction: str, expected: list[str]) -> None:
     msgs = edit_messages(get_style("comics"), SELFIE, comic, [], instruction)
-    resp = server.client().models.generate_content(model=MODEL, contents=contents(msgs), config=CONFIG)
+    resp = server.client().models.generate_content(model=MODEL, contents=to_contents(msgs), config=CONFIG)
     text, image = split(resp)
     assert image is not None and image.thought_signature, text
     assert text.startswith("Edited offline:")
@@ -372,7 +360,7 @@ def test_a_model_image_without_its_true_signature_is_refused(server: Server, sig
     current = ImageRef(first.inline_data.data, "image/png", signature)
     msgs = edit_messages(get_style("comics"), SELFIE, current, [], "add glasses")
     with pytest.raises(errors.ClientError) as caught:
-        server.client().models.generate_content(model=MODEL, contents=contents(msgs), config=CONFIG)
+        server.client().models.generate_content(model=MODEL, contents=to_contents(msgs), config=CONFIG)
     assert caught.value.code == 400 and caught.value.status == "INVALID_ARGUMENT"
     assert caught.value.message.startswith("Image part is missing a thought_signature")
 
@@ -419,7 +407,7 @@ def test_no_image_finish_reasons(server: Server, fault: str, reason: types.Finis
 
 
 def test_text_only_and_unsigned_faults_via_the_header(server: Server) -> None:
-    msgs = contents(generation_messages(get_style("sketch"), SELFIE))
+    msgs = to_contents(generation_messages(get_style("sketch"), SELFIE))
     client = server.client(headers={"x-pixme-fault": "text_only"})
     text, image = split(client.models.generate_content(model=MODEL, contents=msgs, config=CONFIG))
     assert text and image is None
