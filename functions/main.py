@@ -29,7 +29,9 @@ def on_upload(event: CloudEvent) -> None:
         outcome = wiring.ingest().handle(obj)
     except PixmeError as err:
         if err.retryable:
-            raise  # transient: the platform redelivers
+            # Transient, or another delivery holds the upload: the platform redelivers.
+            log.warning("ingest of %s gen %s will be retried: %s", obj.name, obj.generation, err.code)
+            raise
         log.error("ingest of %s failed permanently: %s", obj.name, err.code)
         return
     log.info("ingest %s gen %s: %s", obj.name, obj.generation, outcome)

@@ -90,6 +90,10 @@ locals {
     PIXME_MODEL_DEADLINE_S        = tostring(var.app.model_deadline_s)
     PIXME_MAX_EVENT_AGE_S         = tostring(var.app.max_event_age_s)
     PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["api"].email
+    # Ingest policies (README, Settings): the code's defaults, written out.
+    PIXME_NO_FACE            = "reject"
+    PIXME_MULTIPLE_FACES     = "reject"
+    PIXME_REJECTED_ORIGINALS = "delete"
   }
 
   required_apis = [

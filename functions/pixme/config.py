@@ -36,7 +36,16 @@ ENV_VARS: tuple[str, ...] = (
     "PIXME_SIGNING_KEY_FILE",
     "PIXME_PUBLIC_STORAGE_URL",
     "PIXME_LOG_FORMAT",
+    "PIXME_NO_FACE",
+    "PIXME_MULTIPLE_FACES",
+    "PIXME_REJECTED_ORIGINALS",
 )
+
+# Pillow's own decompression-bomb limit (images.py). PIXME_MAX_UPLOAD_PIXELS
+# may not exceed it, so no photo our cap admits ever trips Pillow's.
+PIXEL_CEILING = 100_000_000
+FACE_POLICIES = ("reject", "allow")
+ORIGINAL_POLICIES = ("delete", "quarantine", "keep")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -50,6 +59,15 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return allowed[0]
+    if raw not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {raw!r}")
+    return raw
 
 
 def _models(raw: str, default: str) -> dict[str, str]:
@@ -85,6 +103,12 @@ class Settings:
     signing_key_file: str = ""
     public_storage_url: str = ""
     log_format: str = "json"
+    # Ingest policies: a photo with no face / with several prominent faces is
+    # rejected or let through; a rejected original is deleted, copied to the
+    # assets bucket's quarantine/ then deleted, or left in place.
+    no_face: str = "reject"
+    multiple_faces: str = "reject"
+    rejected_originals: str = "delete"
 
     @property
     def issuer(self) -> str:
@@ -105,6 +129,9 @@ class Settings:
         deadline = _int(env, "PIXME_MODEL_DEADLINE_S", max(90, timeout))
         if deadline < timeout:
             raise ConfigError("PIXME_MODEL_DEADLINE_S must be >= PIXME_MODEL_TIMEOUT_S")
+        max_pixels = _int(env, "PIXME_MAX_UPLOAD_PIXELS", 50_000_000)
+        if max_pixels > PIXEL_CEILING:
+            raise ConfigError(f"PIXME_MAX_UPLOAD_PIXELS must be <= {PIXEL_CEILING}, got {max_pixels}")
         return cls(
             project=env["GOOGLE_CLOUD_PROJECT"].strip(),
             uploads_bucket=env["PIXME_UPLOADS_BUCKET"].strip(),
@@ -116,7 +143,7 @@ class Settings:
             retention_days=_int(env, "PIXME_RETENTION_DAYS", 30),
             url_ttl_s=_int(env, "PIXME_URL_TTL_S", 900, minimum=60),
             max_upload_bytes=_int(env, "PIXME_MAX_UPLOAD_BYTES", 40 * 1024 * 1024),
-            max_upload_pixels=_int(env, "PIXME_MAX_UPLOAD_PIXELS", 50_000_000),
+            max_upload_pixels=max_pixels,
             max_side=_int(env, "PIXME_MAX_SIDE", 1536, minimum=256),
             max_event_age_s=_int(env, "PIXME_MAX_EVENT_AGE_S", 3600),
             max_text_chars=_int(env, "PIXME_MAX_TEXT_CHARS", 500),
@@ -125,4 +152,7 @@ class Settings:
             signing_key_file=env.get("PIXME_SIGNING_KEY_FILE", "").strip(),
             public_storage_url=env.get("PIXME_PUBLIC_STORAGE_URL", "").strip(),
             log_format=env.get("PIXME_LOG_FORMAT", "").strip() or "json",
+            no_face=_choice(env, "PIXME_NO_FACE", FACE_POLICIES),
+            multiple_faces=_choice(env, "PIXME_MULTIPLE_FACES", FACE_POLICIES),
+            rejected_originals=_choice(env, "PIXME_REJECTED_ORIGINALS", ORIGINAL_POLICIES),
         )

@@ -35,6 +35,14 @@ class Upload:
     reason: str | None = None
     message: str | None = None
     timings_ms: dict[str, int] = field(default_factory=dict)
+    # The square crop around the face that the model gets, and the face's box
+    # ({"x", "y", "w", "h", "score"}) in the normalized image's pixels. None
+    # when the deployment lets photos without a face through.
+    face_path: str | None = None
+    face_box: dict[str, int] | None = None
+    # Which delivery of the storage event owns this document while it is
+    # "processing": only that delivery may finish it.
+    claim_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -47,7 +55,9 @@ class Upload:
             "created_at": self.created_at.isoformat(),
         }
         if self.status == "ready":
-            out.update(width=self.width, height=self.height, timings_ms=self.timings_ms)
+            out.update(
+                width=self.width, height=self.height, face_box=self.face_box, timings_ms=self.timings_ms
+            )
         if self.status == "rejected":
             out.update(reason=self.reason, message=self.message)
         return out

@@ -19,12 +19,21 @@ def _time(raw: Any) -> datetime | None:
         return None
 
 
+def _size(raw: Any) -> int:
+    # A string in the event (int64 as JSON); a malformed one must not become a
+    # crash the platform retries for a day: the bytes read are checked anyway.
+    try:
+        return max(0, int(raw or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 def storage_object(event: Any) -> StorageObject:
     data = event.data if isinstance(event.data, dict) else {}
     return StorageObject(
         bucket=str(data.get("bucket", "")),
         name=str(data.get("name", "")),
         generation=str(data.get("generation", "")),
-        size=int(data.get("size") or 0),
+        size=_size(data.get("size")),
         time_created=_time(data.get("timeCreated")) or _time(event.get("time")),
     )

@@ -78,6 +78,24 @@ class FakeUploads:
     def save(self, upload: Upload) -> None:
         self.docs[upload.key] = copy.deepcopy(upload)
 
+    def take_over(self, current: Upload, upload: Upload) -> bool:
+        doc = self.docs.get(upload.key)
+        if doc is None or (doc.generation, doc.status, doc.claim_id) != (
+            current.generation,
+            current.status,
+            current.claim_id,
+        ):
+            return False
+        self.docs[upload.key] = copy.deepcopy(upload)
+        return True
+
+    def finish(self, upload: Upload) -> bool:
+        doc = self.docs.get(upload.key)
+        if doc is None or (doc.claim_id, doc.generation) != (upload.claim_id, upload.generation):
+            return False
+        self.docs[upload.key] = copy.deepcopy(upload)
+        return True
+
     def get(self, owner: str, upload_id: str) -> Upload | None:
         doc = self.docs.get(f"{owner}:{upload_id}")
         return copy.deepcopy(doc) if doc else None

@@ -23,7 +23,7 @@ from pixme.services.library import Library
 
 class World:
     def __init__(self) -> None:
-        self.s = settings()
+        self.s = settings(no_face="allow")  # the fake selfies are plain colours
         self.blobs, self.uploads, self.sessions = FakeBlobs(), FakeUploads(), FakeSessions()
         self.model, self.clock = FakeModel(), FakeClock()
         self.idempotency = FakeIdempotency()

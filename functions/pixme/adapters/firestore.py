@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -54,6 +54,9 @@ def _upload_doc(u: Upload) -> dict[str, Any]:
         "reason": u.reason,
         "message": u.message,
         "timings_ms": u.timings_ms,
+        "face_path": u.face_path,
+        "face_box": u.face_box,
+        "claim_id": u.claim_id,
     }
 
 
@@ -71,6 +74,9 @@ _UPLOAD_FIELDS = (
     "height",
     "reason",
     "message",
+    "face_path",
+    "face_box",
+    "claim_id",
 )
 
 
@@ -151,9 +157,15 @@ def _turn(turn_id: str, d: dict[str, Any]) -> Turn:
 
 
 class FirestoreUploads:
-    """UploadStore: one document per (owner, upload id)."""
+    """UploadStore: one document per (owner, upload id).
+
+    Ingest's deliveries coordinate through it: `claim` creates the document
+    (first writer wins), `take_over` and `finish` replace it only if it still
+    holds what the caller last saw, in a transaction.
+    """
 
     def __init__(self, db: firestore.Client) -> None:
+        self.db = db
         self.col = db.collection("uploads")
 
     def claim(self, upload: Upload) -> Upload | None:
@@ -169,6 +181,44 @@ class FirestoreUploads:
     def save(self, upload: Upload) -> None:
         with _transient_as_unavailable():
             self.col.document(upload.key).set(_upload_doc(upload))
+
+    def take_over(self, current: Upload, upload: Upload) -> bool:
+        """Replace `current` (a dead claim, or an older generation) by `upload`,
+        unless another delivery changed the document since it was read."""
+
+        def unchanged(d: dict[str, Any]) -> bool:
+            return all(d.get(k) == getattr(current, k) for k in ("generation", "status", "claim_id"))
+
+        return self._swap(upload, unchanged)
+
+    def finish(self, upload: Upload) -> bool:
+        """Write the outcome, if this delivery's claim still holds the document."""
+
+        def still_mine(d: dict[str, Any]) -> bool:
+            return d.get("claim_id") == upload.claim_id and d.get("generation") == upload.generation
+
+        return self._swap(upload, still_mine)
+
+    def _swap(self, upload: Upload, expected: Callable[[dict[str, Any]], bool]) -> bool:
+        ref = self.col.document(upload.key)
+        doc = _upload_doc(upload)
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> bool:
+            snap = ref.get(transaction=tx)
+            if not snap.exists or not expected(snap.to_dict() or {}):
+                return False
+            tx.set(ref, doc)
+            return True
+
+        with _transient_as_unavailable():
+            try:
+                swapped: bool = run(self.db.transaction())
+                return swapped
+            except (gexc.Aborted, ValueError) as exc:
+                if isinstance(exc, ValueError) and "transaction" not in str(exc):
+                    raise
+                raise Unavailable("database_contention", "The upload is busy; retry.") from exc
 
     def get(self, owner: str, upload_id: str) -> Upload | None:
         with _transient_as_unavailable():

@@ -116,7 +116,9 @@ class Avatars:
                 reason=upload.reason,
             )
         style = get_style(req.style)
-        selfie = ImageRef(self.blobs.read(self.settings.assets_bucket, upload.image_path), "image/jpeg")
+        # The face-centred crop when ingest made one: the model sees the person, not the room.
+        selfie_path = upload.face_path or upload.image_path
+        selfie = ImageRef(self.blobs.read(self.settings.assets_bucket, selfie_path), "image/jpeg")
         references = tuple(self._head_image(owner, sid) for sid in req.references)
         messages = generation_messages(style, selfie, req.prompt, req.context, req.caption, references)
         options = RenderOptions(req.aspect_ratio, req.image_size)
@@ -131,7 +133,7 @@ class Avatars:
             style=style.id,
             model=req.model,
             upload_id=req.upload_id,
-            selfie_path=upload.image_path,
+            selfie_path=selfie_path,
             created_at=now,
             updated_at=now,
             expires_at=expiry(now, self.settings.retention_days),

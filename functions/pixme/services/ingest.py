@@ -1,31 +1,61 @@
 """Use case: a selfie landed in the uploads bucket; make it usable or reject it.
 
-Effects are idempotent per (bucket, name, generation) because delivery is at
-least once: the upload document is claimed with a create, the normalized
-image has a deterministic path, and the document is written last.
+Delivery is at least once, so effects are exactly once per (bucket, name,
+generation):
+
+- The upload document is claimed with a create; the claim names the delivery
+  that owns it. A delivery that finds a live claim of the same generation
+  raises a retryable error: if the owner dies, a later redelivery finds the
+  claim stale and takes it over, so an upload never stays "processing".
+- Outputs have deterministic paths per generation (a redelivery rewrites the
+  same bytes) in the assets bucket, which the trigger does not watch.
+- The document is written last, and only by the claim's owner; an owner that
+  cannot write it removes what it wrote, so there is never a document
+  pointing at a missing image, nor an image nobody references.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from pixme import images
+from PIL import Image
+
+from pixme import faces, images
 from pixme.config import Settings
 from pixme.conversation import Upload, expiry
-from pixme.errors import Rejected
-from pixme.ports import BlobStore, Clock, UploadStore
+from pixme.errors import NotFound, Rejected, Unavailable
+from pixme.ports import BlobStore, Clock
 
 log = logging.getLogger(__name__)
 
 UPLOAD_NAME = re.compile(
     r"^uploads/(?P<owner>[A-Za-z0-9_-]{1,128})/(?P<upload_id>[A-Za-z0-9_-]{1,64})\.[A-Za-z0-9]{1,5}$"
 )
-# A claim left "processing" this long belongs to a delivery that died.
+# A claim left "processing" this long belongs to a delivery that died: the
+# function's timeout (180 s) is well below it.
 STALE_CLAIM = timedelta(minutes=5)
+FACE_QUALITY = 90
+
+
+class IngestUploads(Protocol):
+    """What ingest needs from the upload documents."""
+
+    def claim(self, upload: Upload) -> Upload | None:
+        """Create the document if absent; return the existing one otherwise."""
+
+    def take_over(self, current: Upload, upload: Upload) -> bool:
+        """Replace `current` by `upload` unless the document changed since."""
+
+    def finish(self, upload: Upload) -> bool:
+        """Write `upload` if its claim still holds the document."""
+
+    def get(self, owner: str, upload_id: str) -> Upload | None: ...
 
 
 @dataclass(frozen=True)
@@ -37,19 +67,58 @@ class StorageObject:
     time_created: datetime | None
 
 
-def selfie_path(owner: str, upload_id: str) -> str:
-    return f"selfies/{owner}/{upload_id}.jpg"
+def selfie_path(owner: str, upload_id: str, generation: str) -> str:
+    return f"selfies/{owner}/{upload_id}-{generation}.jpg"
+
+
+def face_path(owner: str, upload_id: str, generation: str) -> str:
+    return f"selfies/{owner}/{upload_id}-{generation}-face.jpg"
+
+
+def quarantine_path(owner: str, upload_id: str, generation: str) -> str:
+    return f"quarantine/{owner}/{upload_id}-{generation}"
+
+
+def _generation(raw: str) -> int | None:
+    return int(raw) if raw.isdigit() else None
+
+
+def _newer(ours: str, theirs: str) -> bool:
+    """Whether the document's generation is newer than this event's."""
+    a, b = _generation(ours), _generation(theirs)
+    return a is not None and b is not None and b > a
+
+
+def _missing(exc: Exception) -> bool:
+    # The storage adapter lets a missing object's 404 through as its client's
+    # NotFound, whose `code` is the HTTP status; the fakes raise ours.
+    return isinstance(exc, NotFound) or getattr(exc, "code", None) == 404
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.timings: dict[str, int] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0) + round((now - self._t) * 1000)
+        self._t = now
 
 
 class Ingest:
-    def __init__(self, settings: Settings, blobs: BlobStore, uploads: UploadStore, clock: Clock) -> None:
+    def __init__(self, settings: Settings, blobs: BlobStore, uploads: IngestUploads, clock: Clock) -> None:
         self.settings = settings
         self.blobs = blobs
         self.uploads = uploads
         self.clock = clock
 
     def handle(self, obj: StorageObject) -> str:
-        """Process one finalized object; returns what happened, for the log."""
+        """Process one finalized object; returns what happened, for the log.
+
+        Raises Unavailable (retryable) when storage or the database is down,
+        or when another delivery of the same object is still at work.
+        """
         if obj.bucket != self.settings.uploads_bucket:
             return "ignored_bucket"
         match = UPLOAD_NAME.match(obj.name)
@@ -58,52 +127,212 @@ class Ingest:
             return "ignored_name"
         now = self.clock.now()
         if obj.time_created and now - obj.time_created > timedelta(seconds=self.settings.max_event_age_s):
-            log.warning("dropping event older than %ss: %s", self.settings.max_event_age_s, obj.name)
+            log.warning(
+                "dropping event older than %ss: %s gen %s (created %s)",
+                self.settings.max_event_age_s,
+                obj.name,
+                obj.generation,
+                obj.time_created.isoformat(),
+            )
             return "dropped_stale"
 
-        owner, upload_id = match["owner"], match["upload_id"]
         claim = Upload(
-            owner=owner,
-            upload_id=upload_id,
+            owner=match["owner"],
+            upload_id=match["upload_id"],
             status="processing",
             source_bucket=obj.bucket,
             source_path=obj.name,
             generation=obj.generation,
             created_at=now,
             expires_at=expiry(now, self.settings.retention_days),
+            claim_id=secrets.token_hex(8),
         )
-        existing = self.uploads.claim(claim)
-        if existing is not None:
-            same = existing.generation == obj.generation
-            if same and (existing.status != "processing" or now - existing.created_at < STALE_CLAIM):
-                return "duplicate"
-            # A new generation of the same upload id, or a dead claim: take over.
-            self.uploads.save(claim)
-
-        started = time.perf_counter()
-        data = self.blobs.read(obj.bucket, obj.name)
-        read_ms = int((time.perf_counter() - started) * 1000)
-        s = self.settings
+        settled = self._acquire(claim, now)
+        if settled:
+            return settled
         try:
-            t0 = time.perf_counter()
-            normalized = images.normalize(data, s.max_upload_bytes, s.max_upload_pixels, s.max_side)
-            normalize_ms = int((time.perf_counter() - t0) * 1000)
-        except Rejected as rejected:
-            claim.status = "rejected"
-            claim.reason = rejected.code
-            claim.message = rejected.message
-            self.uploads.save(claim)
-            log.info("rejected %s: %s", obj.name, rejected.code)
-            return "rejected"
+            return self._process(obj, claim)
+        except Exception:
+            self._release(claim)
+            raise
 
-        path = selfie_path(owner, upload_id)
-        t0 = time.perf_counter()
-        self.blobs.write(s.assets_bucket, path, normalized.data, normalized.mime_type)
-        write_ms = int((time.perf_counter() - t0) * 1000)
-        claim.status = "ready"
-        claim.image_path = path
-        claim.width = normalized.width
-        claim.height = normalized.height
-        claim.timings_ms = {"read": read_ms, "normalize": normalize_ms, "write": write_ms}
-        self.uploads.save(claim)
+    # -- claiming --------------------------------------------------------------------
+
+    def _acquire(self, claim: Upload, now: datetime) -> str | None:
+        """None when this delivery owns the document; else what happened."""
+        existing = self.uploads.claim(claim)
+        if existing is None:
+            return None
+        if _newer(claim.generation, existing.generation):
+            log.info(
+                "%s gen %s superseded by gen %s", claim.source_path, claim.generation, existing.generation
+            )
+            return "superseded"
+        if existing.generation == claim.generation:
+            if existing.status != "processing":
+                return "duplicate"
+            if existing.claim_id is not None and now - existing.created_at < STALE_CLAIM:
+                # Not "duplicate": if that delivery dies, only a retry of this
+                # one can finish the upload.
+                raise Unavailable(
+                    "upload_in_progress", "Another delivery is processing this upload.", retry_after_s=10
+                )
+            log.warning("taking over the stale claim on %s gen %s", claim.source_path, claim.generation)
+        if not self.uploads.take_over(existing, claim):
+            raise Unavailable(
+                "upload_in_progress", "Another delivery took this upload first.", retry_after_s=10
+            )
+        return None
+
+    def _release(self, claim: Upload) -> None:
+        """After a failure, let the platform's next delivery start at once
+        instead of waiting for this claim to go stale."""
+        try:
+            self.uploads.take_over(claim, replace(claim, claim_id=None))
+        except Exception as exc:
+            log.warning("could not release the claim on %s: %r", claim.source_path, exc)
+
+    # -- processing ------------------------------------------------------------------
+
+    def _process(self, obj: StorageObject, claim: Upload) -> str:
+        s = self.settings
+        clock = _Clock()
+        if obj.size > s.max_upload_bytes:
+            # The event says so: no need to download it to know.
+            too_large = Rejected(
+                "too_large", f"The file is larger than {s.max_upload_bytes / (1024 * 1024):.0f} MB."
+            )
+            return self._reject(obj, claim, too_large, None, clock)
+        data: bytes | None
+        try:
+            data = self.blobs.read(obj.bucket, obj.name)
+        except Exception as exc:
+            if not _missing(exc):
+                raise
+            data = None
+        if data is None:
+            gone = Rejected("gone", "The photo was deleted before it could be processed.")
+            return self._reject(obj, claim, gone, None, clock)
+        clock.lap("read")
+        try:
+            img = images.decode(data, s.max_upload_bytes, s.max_upload_pixels, s.max_side)
+            clock.lap("decode")
+            face = self._face(img)
+            clock.lap("face")
+            outputs = {selfie_path(claim.owner, claim.upload_id, claim.generation): images.encode(img)}
+            if face is not None:
+                path = face_path(claim.owner, claim.upload_id, claim.generation)
+                outputs[path] = images.encode(faces.crop(img, face), FACE_QUALITY)
+            clock.lap("encode")
+        except Rejected as rejected:
+            return self._reject(obj, claim, rejected, data, clock)
+
+        self._write(outputs)
+        clock.lap("write")
+        done = replace(
+            claim,
+            status="ready",
+            image_path=selfie_path(claim.owner, claim.upload_id, claim.generation),
+            width=img.width,
+            height=img.height,
+            face_path=face_path(claim.owner, claim.upload_id, claim.generation) if face else None,
+            face_box=face.box() if face else None,
+            timings_ms=clock.timings,
+        )
+        if not self._finish(done, list(outputs)):
+            return "superseded"
+        log.info("ready %s gen %s %sx%s in %s", obj.name, obj.generation, *img.size, clock.timings)
         return "ready"
+
+    def _face(self, img: Image.Image) -> faces.Face | None:
+        found = faces.detect(img)
+        if not found:
+            if self.settings.no_face == "reject":
+                raise Rejected(
+                    "no_face", "No face was found in this photo. Use a well-lit selfie, facing the camera."
+                )
+            return None
+        main = faces.prominent(found)
+        if len(main) > 1 and self.settings.multiple_faces == "reject":
+            raise Rejected(
+                "multiple_faces",
+                "This photo shows more than one face. Use a selfie of just you.",
+                faces=len(main),
+            )
+        return main[0]
+
+    def _write(self, outputs: dict[str, bytes]) -> None:
+        written: list[str] = []
+        try:
+            for path, data in outputs.items():
+                self.blobs.write(self.settings.assets_bucket, path, data, images.CANONICAL_MIME)
+                written.append(path)
+        except Exception:
+            self._remove(written)
+            raise
+
+    def _finish(self, claim: Upload, written: list[str]) -> bool:
+        """Write the document; on failure, leave nothing it would have referenced."""
+        try:
+            won = self.uploads.finish(claim)
+        except Exception:
+            # Unless the write landed after all, or another delivery of this
+            # generation now owns these paths, take back what was written.
+            if self._still_claimed(claim):
+                self._remove(written)
+            raise
+        if not won:
+            current = self.uploads.get(claim.owner, claim.upload_id)
+            if current is None or current.generation != claim.generation:
+                # A newer generation owns the document; its paths differ from ours.
+                self._remove(written)
+            log.info("%s gen %s: the claim was taken over", claim.source_path, claim.generation)
+        return won
+
+    def _still_claimed(self, claim: Upload) -> bool:
+        try:
+            current = self.uploads.get(claim.owner, claim.upload_id)
+        except Exception:
+            return False  # unknown: keep the files rather than risk a dangling document
+        return current is not None and current.claim_id == claim.claim_id and current.status == "processing"
+
+    def _remove(self, paths: list[str]) -> None:
+        for path in paths:
+            try:
+                self.blobs.delete(self.settings.assets_bucket, path)
+            except Exception:
+                log.warning("could not remove %s; the bucket's lifecycle rule will", path)
+
+    # -- rejection -------------------------------------------------------------------
+
+    def _reject(
+        self, obj: StorageObject, claim: Upload, rejected: Rejected, data: bytes | None, clock: _Clock
+    ) -> str:
+        policy = self.settings.rejected_originals
+        written: list[str] = []
+        if policy == "quarantine" and data is not None:
+            path = quarantine_path(claim.owner, claim.upload_id, claim.generation)
+            self.blobs.write(self.settings.assets_bucket, path, data, "application/octet-stream")
+            written.append(path)
+        done = replace(
+            claim, status="rejected", reason=rejected.code, message=rejected.message, timings_ms=clock.timings
+        )
+        if not self._finish(done, written):
+            return "superseded"
+        log.info("rejected %s gen %s: %s %s", obj.name, obj.generation, rejected.code, rejected.details or "")
+        if policy != "keep" and rejected.code != "gone":
+            self._dispose(obj, claim)
+        return "rejected"
+
+    def _dispose(self, obj: StorageObject, claim: Upload) -> None:
+        """Delete the rejected original; best effort, the document is what counts.
+
+        Retention cleanup and the bucket's lifecycle rule delete whatever is left.
+        """
+        try:
+            current = self.uploads.get(claim.owner, claim.upload_id)
+            if current is None or current.generation != claim.generation:
+                return  # a newer upload under the same name owns it now
+            self.blobs.delete(obj.bucket, obj.name)
+        except Exception as exc:
+            log.warning("could not delete the rejected original %s: %r", obj.name, exc)
