@@ -14,8 +14,9 @@ locals {
   # storage.objectUser: read, write, list, delete objects; unlike objectAdmin
   # it cannot change object IAM, which uniform access makes pointless anyway.
   bucket_roles = {
-    # Ingest reads the raw upload; cleanup and the lifecycle rule delete it.
-    ingest_reads_uploads = { bucket = "uploads", role = "roles/storage.objectViewer", identity = "ingest" }
+    # Ingest reads the raw upload and deletes (or quarantines) a rejected one;
+    # cleanup and the lifecycle rule delete the rest.
+    ingest_uses_uploads = { bucket = "uploads", role = "roles/storage.objectUser", identity = "ingest" }
     # Ingest writes the normalized selfie; a retried event overwrites it.
     ingest_writes_assets = { bucket = "assets", role = "roles/storage.objectUser", identity = "ingest" }
     # The API reads selfies, writes avatars and signs read URLs for them.

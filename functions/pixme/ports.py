@@ -12,12 +12,13 @@ from pixme.prompts import Message
 
 
 class BlobStore(Protocol):
-    def read(self, bucket: str, path: str) -> bytes: ...
+    def read(self, bucket: str, path: str, generation: str | None = None) -> bytes:
+        """The object's bytes (that generation's, if given); NotFound if it is gone."""
 
     def write(self, bucket: str, path: str, data: bytes, content_type: str) -> None: ...
 
-    def delete(self, bucket: str, path: str) -> None:
-        """Delete; a missing object is not an error."""
+    def delete(self, bucket: str, path: str, generation: str | None = None) -> None:
+        """Delete (only that generation, if given); a missing object is not an error."""
 
     def delete_prefix(self, bucket: str, prefix: str) -> int: ...
 
@@ -27,6 +28,12 @@ class BlobStore(Protocol):
 class UploadStore(Protocol):
     def claim(self, upload: Upload) -> Upload | None:
         """Create the document if absent; return the existing one otherwise."""
+
+    def take_over(self, current: Upload, upload: Upload) -> bool:
+        """Replace `current` by `upload` unless the document changed since."""
+
+    def finish(self, upload: Upload) -> bool:
+        """Write `upload` if its claim still holds the document."""
 
     def save(self, upload: Upload) -> None: ...
 

@@ -138,6 +138,10 @@ def test_selfie_to_avatar_to_edits_to_cleanup(stack: Stack) -> None:
     assert alice.get(f"/{first['session_id']}").status_code == 404
     assert alice.get("/uploads/selfie1").status_code == 404
     assert requests.get(second["image_url"], timeout=10).status_code == 404
+    storage = stack.storage_client()
+    for prefix in (f"selfies/{alice.uid}/", f"avatars/{alice.uid}/"):
+        assert list(storage.list_blobs(stack.assets_bucket, prefix=prefix)) == [], prefix
+    assert list(storage.list_blobs(stack.uploads_bucket, prefix=f"uploads/{alice.uid}/")) == []
 
 
 def test_a_file_that_is_not_a_photo_is_rejected_with_a_reason(stack: Stack) -> None:

@@ -43,7 +43,7 @@ class FakeBlobs:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
 
-    def read(self, bucket: str, path: str) -> bytes:
+    def read(self, bucket: str, path: str, generation: str | None = None) -> bytes:
         try:
             return self.objects[(bucket, path)][0]
         except KeyError:
@@ -52,7 +52,7 @@ class FakeBlobs:
     def write(self, bucket: str, path: str, data: bytes, content_type: str) -> None:
         self.objects[(bucket, path)] = (data, content_type)
 
-    def delete(self, bucket: str, path: str) -> None:
+    def delete(self, bucket: str, path: str, generation: str | None = None) -> None:
         self.objects.pop((bucket, path), None)
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:

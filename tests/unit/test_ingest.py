@@ -227,7 +227,7 @@ def test_a_failed_document_write_leaves_no_image_and_the_retry_starts_at_once() 
 def test_storage_down_is_retryable(world: World) -> None:
     obj = world.put("uploads/alice/u1.png", SELFIE)
 
-    def down(bucket: str, path: str) -> bytes:
+    def down(bucket: str, path: str, generation: str | None = None) -> bytes:
         raise Unavailable("storage_unavailable", "down")
 
     world.blobs.read = down  # type: ignore[method-assign]

@@ -13,7 +13,7 @@ from google.cloud import storage  # type: ignore[attr-defined]
 from google.oauth2 import service_account
 
 from pixme.config import Settings
-from pixme.errors import Unavailable
+from pixme.errors import NotFound, Unavailable
 
 _TRANSIENT = (
     gexc.ServiceUnavailable,
@@ -34,13 +34,15 @@ class GcsBlobStore:
         self._key_credentials: Any = None
         self._adc: Any = None
 
-    def _blob(self, bucket: str, path: str) -> storage.Blob:
-        return self.client.bucket(bucket).blob(path)
+    def _blob(self, bucket: str, path: str, generation: str | None = None) -> storage.Blob:
+        return self.client.bucket(bucket).blob(path, generation=int(generation) if generation else None)
 
-    def read(self, bucket: str, path: str) -> bytes:
+    def read(self, bucket: str, path: str, generation: str | None = None) -> bytes:
         try:
-            data: bytes = self._blob(bucket, path).download_as_bytes()
+            data: bytes = self._blob(bucket, path, generation).download_as_bytes()
             return data
+        except gexc.NotFound:
+            raise NotFound("object_not_found", "The stored object no longer exists.") from None
         except _TRANSIENT as exc:
             raise Unavailable("storage_unavailable", "Storage is unavailable.") from exc
 
@@ -52,9 +54,9 @@ class GcsBlobStore:
         except _TRANSIENT as exc:
             raise Unavailable("storage_unavailable", "Storage is unavailable.") from exc
 
-    def delete(self, bucket: str, path: str) -> None:
+    def delete(self, bucket: str, path: str, generation: str | None = None) -> None:
         try:
-            self._blob(bucket, path).delete()
+            self._blob(bucket, path, generation).delete()
         except gexc.NotFound:
             pass
         except _TRANSIENT as exc:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pixme.config import Settings
 from pixme.ports import BlobStore, Clock, IdempotencyStore, SessionStore, UploadStore
+from pixme.services.ingest import quarantine_path
 
 log = logging.getLogger(__name__)
 BATCH = 100
@@ -53,8 +54,11 @@ class Cleanup:
         for _ in range(MAX_BATCHES):
             expired = self.uploads.expired(now, BATCH)
             for upload in expired:
-                if upload.image_path:
-                    self.blobs.delete(self.settings.assets_bucket, upload.image_path)
+                assets = self.settings.assets_bucket
+                quarantined = quarantine_path(upload.owner, upload.upload_id, upload.generation)
+                for path in (upload.image_path, upload.face_path, quarantined):
+                    if path:
+                        self.blobs.delete(assets, path)
                 self.blobs.delete(upload.source_bucket, upload.source_path)
                 self.uploads.delete(upload)
                 uploads_deleted += 1

@@ -22,7 +22,6 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from PIL import Image
 
@@ -30,7 +29,7 @@ from pixme import faces, images
 from pixme.config import Settings
 from pixme.conversation import Upload, expiry
 from pixme.errors import NotFound, Rejected, Unavailable
-from pixme.ports import BlobStore, Clock
+from pixme.ports import BlobStore, Clock, UploadStore
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +40,6 @@ UPLOAD_NAME = re.compile(
 # function's timeout (180 s) is well below it.
 STALE_CLAIM = timedelta(minutes=5)
 FACE_QUALITY = 90
-
-
-class IngestUploads(Protocol):
-    """What ingest needs from the upload documents."""
-
-    def claim(self, upload: Upload) -> Upload | None:
-        """Create the document if absent; return the existing one otherwise."""
-
-    def take_over(self, current: Upload, upload: Upload) -> bool:
-        """Replace `current` by `upload` unless the document changed since."""
-
-    def finish(self, upload: Upload) -> bool:
-        """Write `upload` if its claim still holds the document."""
-
-    def get(self, owner: str, upload_id: str) -> Upload | None: ...
 
 
 @dataclass(frozen=True)
@@ -89,12 +73,6 @@ def _newer(ours: str, theirs: str) -> bool:
     return a is not None and b is not None and b > a
 
 
-def _missing(exc: Exception) -> bool:
-    # The storage adapter lets a missing object's 404 through as its client's
-    # NotFound, whose `code` is the HTTP status; the fakes raise ours.
-    return isinstance(exc, NotFound) or getattr(exc, "code", None) == 404
-
-
 class _Clock:
     def __init__(self) -> None:
         self.timings: dict[str, int] = {}
@@ -107,7 +85,7 @@ class _Clock:
 
 
 class Ingest:
-    def __init__(self, settings: Settings, blobs: BlobStore, uploads: IngestUploads, clock: Clock) -> None:
+    def __init__(self, settings: Settings, blobs: BlobStore, uploads: UploadStore, clock: Clock) -> None:
         self.settings = settings
         self.blobs = blobs
         self.uploads = uploads
@@ -205,10 +183,10 @@ class Ingest:
             return self._reject(obj, claim, too_large, None, clock)
         data: bytes | None
         try:
-            data = self.blobs.read(obj.bucket, obj.name)
-        except Exception as exc:
-            if not _missing(exc):
-                raise
+            # The event's own generation: a newer upload under the same name is
+            # another event's business.
+            data = self.blobs.read(obj.bucket, obj.name, obj.generation)
+        except NotFound:
             data = None
         if data is None:
             gone = Rejected("gone", "The photo was deleted before it could be processed.")
@@ -333,6 +311,6 @@ class Ingest:
             current = self.uploads.get(claim.owner, claim.upload_id)
             if current is None or current.generation != claim.generation:
                 return  # a newer upload under the same name owns it now
-            self.blobs.delete(obj.bucket, obj.name)
+            self.blobs.delete(obj.bucket, obj.name, obj.generation)
         except Exception as exc:
             log.warning("could not delete the rejected original %s: %r", obj.name, exc)
