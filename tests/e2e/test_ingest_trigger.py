@@ -4,46 +4,22 @@ generate from the face-centred crop."""
 
 from __future__ import annotations
 
-import io
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import requests
-from PIL import Image
+from test_flow import App
 
 from local.stack import Stack
-
-ROOT = Path(__file__).resolve().parents[2]
-SELFIE = (ROOT / "assets" / "selfie-astronaut.png").read_bytes()
-CAT = (ROOT / "assets" / "noface-cat.png").read_bytes()
+from samples import CAT, SELFIE, two_faces
 
 
-def two_faces() -> bytes:
-    one = Image.open(io.BytesIO(SELFIE)).convert("RGB")
-    both = Image.new("RGB", (one.width * 2, one.height))
-    both.paste(one, (0, 0))
-    both.paste(one, (one.width, 0))
-    out = io.BytesIO()
-    both.save(out, "JPEG", quality=90)
-    return out.getvalue()
+class User(App):
+    """A fresh user who also looks behind the API, at the documents and objects."""
 
-
-class User:
     def __init__(self, stack: Stack) -> None:
-        self.stack, self.uid = stack, "ingest" + uuid.uuid4().hex[:8]
-        self.headers = {"Authorization": f"Bearer {stack.token(self.uid)}"}
-
-    def upload(self, data: bytes, upload_id: str, ext: str) -> None:
-        resp = requests.post(
-            f"{self.stack.storage_url}/upload/storage/v1/b/{self.stack.uploads_bucket}/o",
-            params={"uploadType": "media", "name": f"uploads/{self.uid}/{upload_id}.{ext}"},
-            data=data,
-            headers={"Content-Type": "application/octet-stream"},
-            timeout=30,
-        )
-        assert resp.status_code == 200, resp.text
+        super().__init__(stack, "ingest" + uuid.uuid4().hex[:8])
 
     def outcome(
         self, upload_id: str, not_generation: str | None = None, timeout_s: float = 30

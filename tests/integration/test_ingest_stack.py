@@ -36,24 +36,10 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from PIL import Image, ImageCms
 
 from local.stack import Stack
+from samples import CAT_PATH, COFFEE_PATH, INVERSE, SELFIE_PATH, two_faces_image
 
 ROOT = Path(__file__).resolve().parents[2]
-SELFIE = ROOT / "assets" / "selfie-astronaut.png"
-CAT = ROOT / "assets" / "noface-cat.png"
-COFFEE = ROOT / "tests" / "fixtures" / "noface-coffee.png"
-
-# What applying each EXIF orientation does; the corpus stores the inverse so
-# that a reader honouring the tag sees the upright selfie.
-INVERSE = {
-    1: [],
-    2: [Image.Transpose.FLIP_LEFT_RIGHT],
-    3: [Image.Transpose.ROTATE_180],
-    4: [Image.Transpose.FLIP_TOP_BOTTOM],
-    5: [Image.Transpose.TRANSPOSE],
-    6: [Image.Transpose.ROTATE_90],
-    7: [Image.Transpose.TRANSVERSE],
-    8: [Image.Transpose.ROTATE_270],
-}
+SELFIE, CAT, COFFEE = SELFIE_PATH, CAT_PATH, COFFEE_PATH
 
 
 @dataclass(frozen=True)
@@ -147,14 +133,6 @@ def png16(img: Image.Image) -> bytes:
     )
 
 
-def two_faces() -> Image.Image:
-    one = selfie()
-    both = Image.new("RGB", (one.width * 2, one.height))
-    both.paste(one, (0, 0))
-    both.paste(one, (one.width, 0))
-    return both
-
-
 def zip_polyglot(jpeg: bytes) -> bytes:
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
@@ -205,7 +183,7 @@ def cases() -> Iterator[Case]:
     yield Case("no-face-coffee", COFFEE.read_bytes(), "png", "rejected", "no_face")
     yield Case("no-face-blank", _save(Image.new("RGB", (640, 480), (200, 180, 160)), "JPEG"), "jpg",
                "rejected", "no_face")  # fmt: skip
-    yield Case("two-faces", _save(two_faces(), "JPEG", quality=90), "jpg", "rejected", "multiple_faces")
+    yield Case("two-faces", _save(two_faces_image(), "JPEG", quality=90), "jpg", "rejected", "multiple_faces")
     yield Case("tiny-32px", _save(face.resize((32, 32)), "PNG"), "png", "rejected", "too_small")
     yield Case("tiny-1px", _save(Image.new("RGB", (1, 1)), "PNG"), "png", "rejected", "too_small")
     yield Case("sliver-4000x40", _save(face.resize((4000, 40)), "JPEG"), "jpg", "rejected", "too_small")

@@ -11,6 +11,7 @@ from PIL import Image
 
 from pixme import images
 from pixme.errors import Rejected
+from samples import stored_for
 
 MB = 1024 * 1024
 LIMITS = {"max_bytes": 40 * MB, "max_pixels": 50_000_000}
@@ -114,20 +115,7 @@ def test_a_jpeg_named_png_is_judged_by_its_bytes() -> None:
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_normalize_applies_every_exif_orientation(orientation: int) -> None:
     # Store the image so that applying `orientation` yields the upright picture.
-    upright = portrait(300, 200)
-    inverse = {
-        1: [],
-        2: [Image.Transpose.FLIP_LEFT_RIGHT],
-        3: [Image.Transpose.ROTATE_180],
-        4: [Image.Transpose.FLIP_TOP_BOTTOM],
-        5: [Image.Transpose.TRANSPOSE],
-        6: [Image.Transpose.ROTATE_90],
-        7: [Image.Transpose.TRANSVERSE],
-        8: [Image.Transpose.ROTATE_270],
-    }[orientation]
-    stored = upright
-    for op in inverse:
-        stored = stored.transpose(op)
+    stored = stored_for(portrait(300, 200), orientation)
     result = images.normalize(with_exif(stored, orientation), **LIMITS, max_side=1536)
     out = Image.open(io.BytesIO(result.data))
     assert out.size == (300, 200)

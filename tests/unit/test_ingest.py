@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -14,20 +13,7 @@ from pixme.config import Settings
 from pixme.conversation import Upload
 from pixme.errors import Unavailable
 from pixme.services.ingest import STALE_CLAIM, Ingest, StorageObject
-
-ROOT = Path(__file__).resolve().parents[2]
-SELFIE = (ROOT / "assets" / "selfie-astronaut.png").read_bytes()
-CAT = (ROOT / "assets" / "noface-cat.png").read_bytes()
-
-
-def two_faces() -> bytes:
-    one = Image.open(io.BytesIO(SELFIE)).convert("RGB")
-    both = Image.new("RGB", (one.width * 2, one.height))
-    both.paste(one, (0, 0))
-    both.paste(one, (one.width, 0))
-    out = io.BytesIO()
-    both.save(out, "JPEG", quality=90)
-    return out.getvalue()
+from samples import CAT, SELFIE, two_faces
 
 
 class World:
