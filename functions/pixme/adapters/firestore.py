@@ -9,14 +9,15 @@ from __future__ import annotations
 import hashlib
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from pixme.adapters import unavailable_on
 from pixme.conversation import Session, Turn, Upload, upload_key
 from pixme.errors import Conflict, NotFound, Unavailable
 
@@ -30,12 +31,15 @@ _TRANSIENT = (
 )
 
 
-@contextmanager
-def _transient_as_unavailable() -> Iterator[None]:
-    try:
-        yield
-    except _TRANSIENT as exc:
-        raise Unavailable("database_unavailable", "The database is unavailable.") from exc
+def _transient_as_unavailable() -> AbstractContextManager[None]:
+    return unavailable_on(_TRANSIENT, "database_unavailable", "The database is unavailable.")
+
+
+def _expired(col: firestore.CollectionReference, now: datetime, limit: int) -> list[Any]:
+    """Documents of `col` whose expires_at has passed, at most `limit`."""
+    query = col.where(filter=firestore.FieldFilter("expires_at", "<=", now)).limit(limit)
+    with _transient_as_unavailable():
+        return list(query.stream())
 
 
 def _upload_doc(u: Upload) -> dict[str, Any]:
@@ -226,9 +230,7 @@ class FirestoreUploads:
         return _upload(snap.to_dict() or {}) if snap.exists else None
 
     def expired(self, now: datetime, limit: int) -> list[Upload]:
-        query = self.col.where(filter=firestore.FieldFilter("expires_at", "<=", now)).limit(limit)
-        with _transient_as_unavailable():
-            return [_upload(s.to_dict() or {}) for s in query.stream()]
+        return [_upload(s.to_dict() or {}) for s in _expired(self.col, now, limit)]
 
     def delete(self, upload: Upload) -> None:
         with _transient_as_unavailable():
@@ -311,9 +313,7 @@ class FirestoreSessions:
         raise Unavailable("database_contention", "Too many concurrent edits; retry.")
 
     def expired(self, now: datetime, limit: int) -> list[Session]:
-        query = self.col.where(filter=firestore.FieldFilter("expires_at", "<=", now)).limit(limit)
-        with _transient_as_unavailable():
-            return [_session(s.id, s.to_dict() or {}) for s in query.stream()]
+        return [_session(s.id, s.to_dict() or {}) for s in _expired(self.col, now, limit)]
 
     def delete(self, session_id: str) -> None:
         with _transient_as_unavailable():
@@ -367,9 +367,8 @@ class FirestoreIdempotency:
             self._ref(owner, key).delete()
 
     def purge(self, now: datetime, limit: int) -> int:
-        query = self.col.where(filter=firestore.FieldFilter("expires_at", "<=", now)).limit(limit)
+        snaps = _expired(self.col, now, limit)
         with _transient_as_unavailable():
-            snaps = list(query.stream())
             for snap in snaps:
                 snap.reference.delete()
         return len(snaps)

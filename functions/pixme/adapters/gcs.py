@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
 
@@ -12,8 +14,9 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage  # type: ignore[attr-defined]
 from google.oauth2 import service_account
 
+from pixme.adapters import unavailable_on
 from pixme.config import Settings
-from pixme.errors import NotFound, Unavailable
+from pixme.errors import NotFound
 
 _TRANSIENT = (
     gexc.ServiceUnavailable,
@@ -24,6 +27,10 @@ _TRANSIENT = (
     gexc.RetryError,
     ConnectionError,
 )
+
+
+def _transient_as_unavailable() -> AbstractContextManager[None]:
+    return unavailable_on(_TRANSIENT, "storage_unavailable", "Storage is unavailable.")
 
 
 class GcsBlobStore:
@@ -38,41 +45,30 @@ class GcsBlobStore:
         return self.client.bucket(bucket).blob(path, generation=int(generation) if generation else None)
 
     def read(self, bucket: str, path: str, generation: str | None = None) -> bytes:
-        try:
-            data: bytes = self._blob(bucket, path, generation).download_as_bytes()
-            return data
-        except gexc.NotFound:
-            raise NotFound("object_not_found", "The stored object no longer exists.") from None
-        except _TRANSIENT as exc:
-            raise Unavailable("storage_unavailable", "Storage is unavailable.") from exc
+        with _transient_as_unavailable():
+            try:
+                data: bytes = self._blob(bucket, path, generation).download_as_bytes()
+                return data
+            except gexc.NotFound:
+                raise NotFound("object_not_found", "The stored object no longer exists.") from None
 
     def write(self, bucket: str, path: str, data: bytes, content_type: str) -> None:
         blob = self._blob(bucket, path)
         blob.cache_control = "private, max-age=3600"
-        try:
+        with _transient_as_unavailable():
             blob.upload_from_string(data, content_type=content_type)
-        except _TRANSIENT as exc:
-            raise Unavailable("storage_unavailable", "Storage is unavailable.") from exc
 
     def delete(self, bucket: str, path: str, generation: str | None = None) -> None:
-        try:
+        with _transient_as_unavailable(), contextlib.suppress(gexc.NotFound):
             self._blob(bucket, path, generation).delete()
-        except gexc.NotFound:
-            pass
-        except _TRANSIENT as exc:
-            raise Unavailable("storage_unavailable", "Storage is unavailable.") from exc
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         count = 0
-        try:
+        with _transient_as_unavailable():
             for blob in self.client.list_blobs(bucket, prefix=prefix):
-                try:
+                with contextlib.suppress(gexc.NotFound):
                     blob.delete()
                     count += 1
-                except gexc.NotFound:
-                    pass
-        except _TRANSIENT as exc:
-            raise Unavailable("storage_unavailable", "Storage is unavailable.") from exc
         return count
 
     def signed_url(self, bucket: str, path: str, ttl_s: int) -> str:

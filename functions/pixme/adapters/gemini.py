@@ -68,23 +68,23 @@ def to_contents(messages: Sequence[Message]) -> list[types.Content]:
     return contents
 
 
+def _name(value: object) -> str:
+    """An SDK enum's wire name; the SDK hands over plain strings for values it does not know."""
+    return str(getattr(value, "value", value or ""))
+
+
 def parse_reply(response: types.GenerateContentResponse, model_id: str) -> ModelReply:
     feedback = response.prompt_feedback
     if feedback is not None and feedback.block_reason:
         raise ModelRefused(
             "prompt_blocked",
             _REFUSAL_TEXT["prompt_blocked"],
-            block_reason=str(
-                feedback.block_reason.value
-                if hasattr(feedback.block_reason, "value")
-                else feedback.block_reason
-            ),
+            block_reason=_name(feedback.block_reason),
         )
     if not response.candidates:
         raise ModelRefused("no_image", _REFUSAL_TEXT["no_image"])
     candidate = response.candidates[0]
-    finish = candidate.finish_reason
-    finish_name = str(getattr(finish, "value", finish or ""))
+    finish_name = _name(candidate.finish_reason)
     parts = candidate.content.parts if candidate.content and candidate.content.parts else []
     texts = [p.text for p in parts if p.text and not p.thought]
     # Pro models may send interim "thought" images first: the last final one counts.
