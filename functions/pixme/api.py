@@ -24,15 +24,13 @@ MAX_CONTEXT = 2000
 
 def _str(body: dict[str, Any], name: str, required: bool = False, limit: int = 64) -> str | None:
     value = body.get(name)
-    if value is None or (isinstance(value, str) and not value.strip() and not required):
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequest("invalid_field", f"{name} must be a string.", field=name)
+    value = (value or "").strip()
+    if not value:
         if required:
             raise InvalidRequest("missing_field", f"{name} is required.", field=name)
         return None
-    if not isinstance(value, str):
-        raise InvalidRequest("invalid_field", f"{name} must be a string.", field=name)
-    value = value.strip()
-    if required and not value:
-        raise InvalidRequest("missing_field", f"{name} is required.", field=name)
     if len(value) > limit:
         raise InvalidRequest("field_too_long", f"{name} must be at most {limit} characters.", field=name)
     return value

@@ -29,6 +29,7 @@ from pixme.ports import (
     UploadStore,
 )
 from pixme.prompts import ImageRef, edit_messages, generation_messages
+from pixme.services.library import owned_session
 from pixme.styles import get_style
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
@@ -145,7 +146,7 @@ class Avatars:
         return self._result(session, turn)
 
     def _edit(self, owner: str, req: EditRequest) -> dict[str, Any]:
-        session = self.owned_session(owner, req.session_id)
+        session = owned_session(self.sessions, owner, req.session_id, self.clock.now())
         if req.if_head and req.if_head != session.head_turn:
             raise Conflict(
                 "stale_head", "The session has moved on; reload it and retry.", head_turn_id=session.head_turn
@@ -175,20 +176,13 @@ class Avatars:
         return self._result(session, turn)
 
     def _head_image(self, owner: str, session_id: str) -> ImageRef:
-        session = self.owned_session(owner, session_id)
+        session = owned_session(self.sessions, owner, session_id, self.clock.now())
         head = {t.turn_id: t for t in self.sessions.turns(session_id)}.get(session.head_turn)
         if head is None:
             raise NotFound("session_not_found", "No session with this id.")
         data = self.blobs.read(self.settings.assets_bucket, head.image_path)
         # Sent as a plain user image: no signature needed, and none is replayed.
         return ImageRef(data, head.mime_type)
-
-    def owned_session(self, owner: str, session_id: str) -> Session:
-        session = self.sessions.get(session_id)
-        # Someone else's session and an expired one look exactly like a missing one.
-        if session is None or session.owner != owner or session.expired(self.clock.now()):
-            raise NotFound("session_not_found", "No session with this id.")
-        return session
 
     def _call(self, model_id: str, messages: Any, options: RenderOptions) -> tuple[ModelReply, int]:
         started = time.perf_counter()

@@ -8,6 +8,7 @@ left is picked up by the next scheduled run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pixme.config import Settings
@@ -38,8 +39,10 @@ class Cleanup:
 
     def run(self) -> dict[str, Any]:
         now = self.clock.now()
-        sessions_deleted = images_deleted = uploads_deleted = 0
-        for _ in range(MAX_BATCHES):
+        images_deleted = 0
+
+        def sessions_batch() -> int:
+            nonlocal images_deleted
             batch = self.sessions.expired(now, BATCH)
             for session in batch:
                 # Images first: a crash in between leaves a document that the
@@ -48,33 +51,36 @@ class Cleanup:
                     self.settings.assets_bucket, f"avatars/{session.owner}/{session.session_id}/"
                 )
                 self.sessions.delete(session.session_id)
-                sessions_deleted += 1
-            if len(batch) < BATCH:
-                break
-        for _ in range(MAX_BATCHES):
-            expired = self.uploads.expired(now, BATCH)
-            for upload in expired:
-                assets = self.settings.assets_bucket
+            return len(batch)
+
+        def uploads_batch() -> int:
+            batch = self.uploads.expired(now, BATCH)
+            for upload in batch:
                 quarantined = quarantine_path(upload.owner, upload.upload_id, upload.generation)
                 for path in (upload.image_path, upload.face_path, quarantined):
                     if path:
-                        self.blobs.delete(assets, path)
+                        self.blobs.delete(self.settings.assets_bucket, path)
                 self.blobs.delete(upload.source_bucket, upload.source_path)
                 self.uploads.delete(upload)
-                uploads_deleted += 1
-            if len(expired) < BATCH:
-                break
-        keys_deleted = 0
-        for _ in range(MAX_BATCHES):
-            purged = self.idempotency.purge(now, BATCH)
-            keys_deleted += purged
-            if purged < BATCH:
-                break
+            return len(batch)
+
+        sessions_deleted = _drain(sessions_batch)
         result = {
             "sessions_deleted": sessions_deleted,
             "images_deleted": images_deleted,
-            "uploads_deleted": uploads_deleted,
-            "idempotency_keys_deleted": keys_deleted,
+            "uploads_deleted": _drain(uploads_batch),
+            "idempotency_keys_deleted": _drain(lambda: self.idempotency.purge(now, BATCH)),
         }
         log.info("cleanup done: %s", result)
         return result
+
+
+def _drain(batch: Callable[[], int]) -> int:
+    """Run `batch` until it handles less than a full batch, at most MAX_BATCHES times."""
+    total = 0
+    for _ in range(MAX_BATCHES):
+        handled = batch()
+        total += handled
+        if handled < BATCH:
+            break
+    return total

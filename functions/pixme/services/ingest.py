@@ -197,10 +197,12 @@ class Ingest:
             clock.lap("decode")
             face = self._face(img)
             clock.lap("face")
-            outputs = {selfie_path(claim.owner, claim.upload_id, claim.generation): images.encode(img)}
+            picture = selfie_path(claim.owner, claim.upload_id, claim.generation)
+            outputs = {picture: images.encode(img)}
+            crop = None
             if face is not None:
-                path = face_path(claim.owner, claim.upload_id, claim.generation)
-                outputs[path] = images.encode(faces.crop(img, face), FACE_QUALITY)
+                crop = face_path(claim.owner, claim.upload_id, claim.generation)
+                outputs[crop] = images.encode(faces.crop(img, face), FACE_QUALITY)
             clock.lap("encode")
         except Rejected as rejected:
             return self._reject(obj, claim, rejected, data, clock)
@@ -210,10 +212,10 @@ class Ingest:
         done = replace(
             claim,
             status="ready",
-            image_path=selfie_path(claim.owner, claim.upload_id, claim.generation),
+            image_path=picture,
             width=img.width,
             height=img.height,
-            face_path=face_path(claim.owner, claim.upload_id, claim.generation) if face else None,
+            face_path=crop,
             face_box=face.box() if face else None,
             timings_ms=clock.timings,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pixme.config import Settings
@@ -11,6 +12,17 @@ from pixme.ports import BlobStore, Clock, SessionStore, UploadStore
 from pixme.styles import CATALOG_VERSION, STYLES
 
 MAX_LIST = 50
+
+
+def owned_session(sessions: SessionStore, owner: str, session_id: str, now: datetime) -> Session:
+    """The caller's live session, or NotFound.
+
+    Someone else's session and an expired one look exactly like a missing one.
+    """
+    session = sessions.get(session_id)
+    if session is None or session.owner != owner or session.expired(now):
+        raise NotFound("session_not_found", "No session with this id.")
+    return session
 
 
 def styles() -> dict[str, Any]:
@@ -39,9 +51,7 @@ class Library:
         return upload.public()
 
     def session(self, owner: str, session_id: str) -> dict[str, Any]:
-        session = self.sessions.get(session_id)
-        if session is None or session.owner != owner or session.expired(self.clock.now()):
-            raise NotFound("session_not_found", "No session with this id.")
+        session = owned_session(self.sessions, owner, session_id, self.clock.now())
         turns = sorted(self.sessions.turns(session_id), key=lambda t: t.created_at)
         body = self._summary(session)
         body["turns"] = [self._turn(t) for t in turns]
