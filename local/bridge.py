@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .procs import serve_until_interrupted
+
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 # Pub/Sub notification event types and the CloudEvent type Eventarc uses.
 EVENT_TYPES = {
@@ -188,13 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = BridgeServer(args.host, args.port, args.target, args.timeout)
     server.log(f"listening on http://{args.host}:{server.server_address[1]}, target {args.target}")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_interrupted(server)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from .procs import serve_until_interrupted
+
 DEFAULT_TTL_S = 3600
 CERTS_MAX_AGE_S = 3600
 
@@ -222,13 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         f"listening on http://{args.host}:{server.server_address[1]}",
         flush=True,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_interrupted(server)
 
 
 if __name__ == "__main__":

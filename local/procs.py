@@ -18,6 +18,7 @@ import contextlib
 import os
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
@@ -33,6 +34,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 class StartError(RuntimeError):
     """A component did not become ready."""
+
+
+def serve_until_interrupted(server: socketserver.BaseServer) -> int:
+    """Serve until Ctrl-C (or the stack's SIGTERM handling) stops it; exit code 0."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:

