@@ -45,6 +45,21 @@ FAULTS = (
     "no_signature",
 )
 
+# The errors Gemini answers, as the fault kinds that imitate them.
+_FAULT_ERRORS: dict[str, tuple[int, str, str, dict[str, str] | None]] = {
+    "429": (
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Resource has been exhausted (e.g. check quota).",
+        {"Retry-After": "1"},
+    ),
+    "503": (503, "UNAVAILABLE", "The model is overloaded. Please try again later.", None),
+    "500": (500, "INTERNAL", "An internal error has occurred. Please retry.", None),
+    "400": (400, "INVALID_ARGUMENT", "Request contains an invalid argument.", None),
+    "403": (403, "PERMISSION_DENIED", "Permission denied on resource project.", None),
+    "region": (400, "FAILED_PRECONDITION", "User location is not supported for the API use.", None),
+}
+
 MAX_BODY = 100 * 1024 * 1024  # the Developer API's inline request limit
 
 _API_KEY_PATH = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):(generateContent|streamGenerateContent)$")
@@ -238,31 +253,9 @@ class Handler(BaseHTTPRequestHandler):
             )
 
     def _fault_before(self, fault: str | None) -> None:
-        if fault == "429":
-            raise P.ApiError(
-                429,
-                "RESOURCE_EXHAUSTED",
-                "Resource has been exhausted (e.g. check quota). (injected fault)",
-                {"Retry-After": "1"},
-            )
-        if fault == "503":
-            raise P.ApiError(
-                503, "UNAVAILABLE", "The model is overloaded. Please try again later. (injected fault)"
-            )
-        if fault == "500":
-            raise P.ApiError(
-                500, "INTERNAL", "An internal error has occurred. Please retry. (injected fault)"
-            )
-        if fault == "400":
-            raise P.invalid("Request contains an invalid argument. (injected fault)")
-        if fault == "403":
-            raise P.ApiError(
-                403, "PERMISSION_DENIED", "Permission denied on resource project. (injected fault)"
-            )
-        if fault == "region":
-            raise P.ApiError(
-                400, "FAILED_PRECONDITION", "User location is not supported for the API use. (injected fault)"
-            )
+        if fault in _FAULT_ERRORS:
+            code, status, message, headers = _FAULT_ERRORS[fault]
+            raise P.ApiError(code, status, f"{message} (injected fault)", headers)
         if fault == "timeout":
             # A slow model: wait, bounded, and give up early if the server stops.
             self.server.stopping.wait(self.server.timeout_s)
