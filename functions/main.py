@@ -10,7 +10,7 @@ from cloudevents.http import CloudEvent
 from flask import Request
 
 from pixme import wiring
-from pixme.api import EditRequest, GenerateRequest
+from pixme.api import EditRequest, GenerateRequest, UploadRequest
 from pixme.errors import NotFound, PixmeError
 from pixme.events import FINALIZED, storage_object
 from pixme.web import Response, body_of, caller, serve
@@ -38,6 +38,28 @@ def on_upload(event: CloudEvent) -> None:
 
 
 @functions_framework.http
+def uploads(request: Request) -> Response:
+    """POST / (a signed upload URL), GET /{upload_id} (its status), DELETE /{upload_id}."""
+
+    def action() -> tuple[int, dict[str, Any]]:
+        parts = [p for p in request.path.split("/") if p]
+        if len(parts) > 1:
+            raise NotFound("route_not_found", "No such route.")
+        if request.method == "POST" and not parts:
+            uid = caller(request)
+            return 201, wiring.upload_service().start(uid, UploadRequest.parse(body_of(request)))
+        if request.method in ("GET", "DELETE") and parts:
+            uid = caller(request)
+            service = wiring.upload_service()
+            if request.method == "GET":
+                return 200, service.status(uid, parts[0])
+            return 200, service.delete(uid, parts[0])
+        raise NotFound("route_not_found", "No such route.")
+
+    return serve(request, ("POST", "GET", "DELETE"), action)
+
+
+@functions_framework.http
 def generate(request: Request) -> Response:
     def action() -> tuple[int, dict[str, Any]]:
         uid = caller(request)
@@ -59,7 +81,8 @@ def edit(request: Request) -> Response:
 
 @functions_framework.http
 def sessions(request: Request) -> Response:
-    """GET /styles, GET / (my sessions), GET /{session_id}, GET /uploads/{upload_id}."""
+    """GET /styles, GET / (my sessions), GET /{session_id};
+    GET /uploads/{upload_id} is kept as an alias of `uploads`' GET."""
 
     def action() -> tuple[int, dict[str, Any]]:
         parts = [p for p in request.path.split("/") if p]
@@ -74,7 +97,7 @@ def sessions(request: Request) -> Response:
         if len(parts) == 1:
             return 200, library.session(uid, parts[0])
         if len(parts) == 2 and parts[0] == "uploads":
-            return 200, library.upload(uid, parts[1])
+            return 200, wiring.upload_service().status(uid, parts[1])
         raise NotFound("route_not_found", "No such route.")
 
     return serve(request, ("GET",), action)

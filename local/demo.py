@@ -1,7 +1,7 @@
 """`make demo`: the main job, end to end, as the mobile app would do it.
 
-Starts the local stack, uploads the bundled selfie to the uploads bucket,
-waits for the storage trigger to ingest it, generates avatars in several
+Starts the local stack, uploads the bundled selfie through a signed upload
+URL (as the app does in production), waits for the storage trigger to ingest it, generates avatars in several
 styles, edits one of them over several rounds (with one undo/branch), fetches
 every image through its signed URL, and writes the images, `report.json` and
 a contact sheet under out/demo/. Exits non-zero if any step fails.
@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
 from PIL import Image, ImageDraw, ImageFont
 
+from local.app import AppClient, AppError
 from local.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,50 +45,17 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-class Client:
-    """What the app does over HTTP, with the caller's Firebase ID token."""
+class Client(AppClient):
+    """The app's calls; failures end the demo with what went wrong."""
 
     def __init__(self, stack: Stack, uid: str) -> None:
-        self.stack = stack
-        self.headers = {"Authorization": f"Bearer {stack.token(uid)}"}
-        self.http = requests.Session()
+        super().__init__(stack.functions, stack.token(uid))
 
-    def call(self, function: str, method: str, path: str = "/", body: Any = None) -> dict[str, Any]:
-        url = self.stack.functions[function].rstrip("/") + path
-        resp = self.http.request(method, url, json=body, headers=self.headers, timeout=120)
-        data = resp.json()
-        if resp.status_code >= 400:
-            error = data.get("error", {})
-            raise DemoFailed(
-                f"{function} {path}: {resp.status_code} {error.get('code')}: {error.get('message')}"
-            )
-        return dict(data)
-
-    def upload(self, path: Path, upload_id: str) -> None:
-        name = f"uploads/{UID}/{upload_id}{path.suffix}"
-        url = f"{self.stack.storage_url}/upload/storage/v1/b/{self.stack.uploads_bucket}/o"
-        resp = self.http.post(
-            url,
-            params={"uploadType": "media", "name": name},
-            data=path.read_bytes(),
-            headers={"Content-Type": "image/png" if path.suffix == ".png" else "image/jpeg"},
-            timeout=30,
-        )
-        if resp.status_code >= 300:
-            raise DemoFailed(f"upload failed: {resp.status_code} {resp.text[:200]}")
-
-    def wait_ready(self, upload_id: str, timeout_s: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            resp = self.http.get(
-                self.stack.functions["sessions"].rstrip("/") + f"/uploads/{upload_id}",
-                headers=self.headers,
-                timeout=10,
-            )
-            if resp.status_code == 200 and resp.json()["status"] != "processing":
-                return dict(resp.json())
-            time.sleep(0.2)
-        raise DemoFailed(f"upload {upload_id} was not ingested within {timeout_s:.0f} s")
+    def call(self, method: str, function: str, path: str = "/", body: Any = None) -> dict[str, Any]:
+        try:
+            return super().call(method, function, path, body)
+        except AppError as err:
+            raise DemoFailed(str(err)) from None
 
     def download(self, url: str, dest: Path) -> None:
         resp = self.http.get(url, timeout=30)
@@ -99,16 +66,22 @@ class Client:
 
 def run(stack: Stack, out: Path, styles: tuple[str, ...]) -> dict[str, Any]:
     client = Client(stack, UID)
-    upload_id = f"selfie-{int(time.time())}"
-    say(f"[demo] uploading {SELFIE.name} as upload {upload_id}")
+    say(f"[demo] uploading {SELFIE.name} through a signed upload URL")
     started = time.monotonic()
-    client.upload(SELFIE, upload_id)
-    upload = client.wait_ready(upload_id)
+    ticket = client.start_upload("image/png")
+    upload_id = ticket["upload_id"]
+    resp = client.put(ticket, SELFIE.read_bytes())
+    if resp.status_code >= 300:
+        raise DemoFailed(f"PUT to the signed URL failed: {resp.status_code} {resp.text[:200]}")
+    try:
+        upload = client.wait_upload(upload_id)
+    except TimeoutError as err:
+        raise DemoFailed(str(err)) from None
     if upload["status"] != "ready":
         raise DemoFailed(f"upload rejected: {upload.get('reason')}: {upload.get('message')}")
     say(f"[demo] ingested in {time.monotonic() - started:.1f} s: {upload['width']}x{upload['height']}")
 
-    catalog = client.call("sessions", "GET", "/styles")
+    catalog = client.call("GET", "sessions", "/styles")
     known = {s["id"] for s in catalog["styles"]}
     unknown = [s for s in styles if s not in known]
     if unknown:
@@ -116,7 +89,7 @@ def run(stack: Stack, out: Path, styles: tuple[str, ...]) -> dict[str, Any]:
 
     report: dict[str, Any] = {"upload_id": upload_id, "catalog_version": catalog["version"], "sessions": []}
     for i, style in enumerate(styles, 1):
-        result = client.call("generate", "POST", body={"upload_id": upload_id, "style": style})
+        result = client.call("POST", "generate", body={"upload_id": upload_id, "style": style})
         turn = record(client, out, style, result, None)
         report["sessions"].append({"session_id": result["session_id"], "style": style, "turns": [turn]})
         say(f"[demo] {i}/{len(styles)} {style}: {turn['ms']} ms — {result['text']}")
@@ -127,17 +100,17 @@ def run(stack: Stack, out: Path, styles: tuple[str, ...]) -> dict[str, Any]:
         body: dict[str, Any] = {"session_id": chain["session_id"], "instruction": instruction}
         if from_index is not None:
             body["from_turn"] = chain["turns"][from_index]["turn_id"]
-        result = client.call("edit", "POST", body=body)
+        result = client.call("POST", "edit", body=body)
         turn = record(client, out, f"{chain['style']}-edit{j}", result, instruction)
         chain["turns"].append(turn)
         branch = f" (undo: from turn {from_index})" if from_index is not None else ""
         say(f"[demo] edit {j}/{len(EDITS)} {instruction!r}{branch}: {turn['ms']} ms — {result['text']}")
 
-    listed = client.call("sessions", "GET", "/")
+    listed = client.call("GET", "sessions", "/")
     ids = {s["session_id"] for s in listed["sessions"]}
     if not {s["session_id"] for s in report["sessions"]} <= ids:
         raise DemoFailed("sessions listing is missing a session the demo created")
-    detail = client.call("sessions", "GET", f"/{chain['session_id']}")
+    detail = client.call("GET", "sessions", f"/{chain['session_id']}")
     if len(detail["turns"]) != len(chain["turns"]):
         raise DemoFailed("session detail does not list every turn")
     return report
@@ -213,7 +186,7 @@ def main() -> int:
             styles = tuple(args.styles.split(","))
             if args.styles == "all":
                 styles = tuple(
-                    s["id"] for s in Client(stack, UID).call("sessions", "GET", "/styles")["styles"]
+                    s["id"] for s in Client(stack, UID).call("GET", "sessions", "/styles")["styles"]
                 )
             report = run(stack, out, styles)
     except DemoFailed as exc:

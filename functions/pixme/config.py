@@ -39,11 +39,18 @@ ENV_VARS: tuple[str, ...] = (
     "PIXME_NO_FACE",
     "PIXME_MULTIPLE_FACES",
     "PIXME_REJECTED_ORIGINALS",
+    "PIXME_UPLOAD_URL_TTL_S",
+    "PIXME_DAILY_UPLOADS",
+    "PIXME_MAX_PENDING_UPLOADS",
+    "PIXME_FACE_MIN_SCORE",
+    "PIXME_SECOND_FACE_RATIO",
 )
 
 # Pillow's own decompression-bomb limit (images.py). PIXME_MAX_UPLOAD_PIXELS
 # may not exceed it, so no photo our cap admits ever trips Pillow's.
 PIXEL_CEILING = 100_000_000
+# Cloud Storage refuses V4 signatures valid for longer than 7 days.
+MAX_SIGNED_URL_TTL_S = 604_800
 FACE_POLICIES = ("reject", "allow")
 ORIGINAL_POLICIES = ("delete", "quarantine", "keep")
 
@@ -58,6 +65,26 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bounded(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _int(env, name, default, minimum=low)
+    if value > high:
+        raise ConfigError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
     return value
 
 
@@ -109,6 +136,15 @@ class Settings:
     no_face: str = "reject"
     multiple_faces: str = "reject"
     rejected_originals: str = "delete"
+    # Signed uploads: how long the app's PUT URL is valid, and how many
+    # uploads one user may start per UTC day / have unfinished at once.
+    upload_url_ttl_s: int = 600
+    daily_uploads: int = 20
+    max_pending_uploads: int = 3
+    # The face detector's score (0-100) from which a candidate counts, and how
+    # wide (relative to the largest) another face must be to count as a second.
+    face_min_score: int = 70
+    second_face_ratio: float = 0.5
 
     @property
     def issuer(self) -> str:
@@ -155,4 +191,9 @@ class Settings:
             no_face=_choice(env, "PIXME_NO_FACE", FACE_POLICIES),
             multiple_faces=_choice(env, "PIXME_MULTIPLE_FACES", FACE_POLICIES),
             rejected_originals=_choice(env, "PIXME_REJECTED_ORIGINALS", ORIGINAL_POLICIES),
+            upload_url_ttl_s=_bounded(env, "PIXME_UPLOAD_URL_TTL_S", 600, 60, MAX_SIGNED_URL_TTL_S),
+            daily_uploads=_int(env, "PIXME_DAILY_UPLOADS", 20),
+            max_pending_uploads=_int(env, "PIXME_MAX_PENDING_UPLOADS", 3),
+            face_min_score=_bounded(env, "PIXME_FACE_MIN_SCORE", 70, 1, 100),
+            second_face_ratio=_float(env, "PIXME_SECOND_FACE_RATIO", 0.5, 0.05, 1.0),
         )

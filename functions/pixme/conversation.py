@@ -19,16 +19,27 @@ def new_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(ID_ALPHABET) for _ in range(16))
 
 
+# An upload's life: the app asks for an upload URL ("pending"), PUTs the photo,
+# the trigger claims it ("processing") and ends it "ready" or "rejected".
+PENDING, PROCESSING, READY, REJECTED = "pending", "processing", "ready", "rejected"
+UNFINISHED = (PENDING, PROCESSING)
+
+
 @dataclass
 class Upload:
     owner: str
     upload_id: str
-    status: str  # "processing" | "ready" | "rejected"
+    status: str  # PENDING | PROCESSING | READY | REJECTED
     source_bucket: str
     source_path: str
-    generation: str
+    generation: str  # "" until an object is written
     created_at: datetime
     expires_at: datetime
+    # The type the app declared (bound into its signed URL); ingest trusts
+    # the bytes, not this.
+    content_type: str | None = None
+    # While pending: when the signed upload URL stops working.
+    url_expires_at: datetime | None = None
     image_path: str | None = None
     width: int | None = None
     height: int | None = None
@@ -40,31 +51,52 @@ class Upload:
     # when the deployment lets photos without a face through.
     face_path: str | None = None
     face_box: dict[str, int] | None = None
+    # A rejected original copied to the assets bucket (quarantine policy).
+    quarantine_path: str | None = None
+    # Whether the original is still in the uploads bucket once finished
+    # (only when a rejected original is kept by policy).
+    original_kept: bool = False
     # Which delivery of the storage event owns this document while it is
-    # "processing": only that delivery may finish it.
+    # "processing", and since when: only that delivery may finish it.
     claim_id: str | None = None
+    claimed_at: datetime | None = None
 
     @property
     def key(self) -> str:
         return upload_key(self.owner, self.upload_id)
 
+    def live(self, now: datetime) -> bool:
+        # Firestore TTL deletes late: expiry is checked on read.
+        return now < self.expires_at
+
+    def objects(self, assets_bucket: str) -> list[tuple[str, str]]:
+        """Every (bucket, path) this document accounts for."""
+        owned: list[tuple[str, str]] = []
+        if self.status in UNFINISHED or self.original_kept:
+            owned.append((self.source_bucket, self.source_path))
+        owned += [(assets_bucket, p) for p in (self.image_path, self.face_path, self.quarantine_path) if p]
+        return owned
+
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "upload_id": self.upload_id,
             "status": self.status,
+            "content_type": self.content_type,
             "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
         }
-        if self.status == "ready":
+        if self.status == PENDING and self.url_expires_at is not None:
+            out["upload_url_expires_at"] = self.url_expires_at.isoformat()
+        if self.status == READY:
             out.update(
                 width=self.width, height=self.height, face_box=self.face_box, timings_ms=self.timings_ms
             )
-        if self.status == "rejected":
+        if self.status == REJECTED:
             out.update(reason=self.reason, message=self.message)
         return out
 
 
 def upload_key(owner: str, upload_id: str) -> str:
-    # Upload ids are chosen by the client, so they are only unique per owner.
     return f"{owner}:{upload_id}"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -22,12 +22,24 @@ class BlobStore(Protocol):
 
     def delete_prefix(self, bucket: str, prefix: str) -> int: ...
 
-    def signed_url(self, bucket: str, path: str, ttl_s: int) -> str: ...
+    def signed_url(
+        self,
+        bucket: str,
+        path: str,
+        ttl_s: int,
+        method: str = "GET",
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        """A V4 signed URL for one object and method; `content_type` and
+        `headers` are bound into the signature, so the client must send them."""
 
 
 class UploadStore(Protocol):
-    def claim(self, upload: Upload) -> Upload | None:
-        """Create the document if absent; return the existing one otherwise."""
+    def register(self, upload: Upload, admit: Callable[[UploadUsage], None]) -> None:
+        """Create the pending document, atomically with the owner's usage:
+        `admit` sees the owner's usage as of this transaction and raises to
+        refuse; no interleaving of concurrent calls lets more through."""
 
     def take_over(self, current: Upload, upload: Upload) -> bool:
         """Replace `current` by `upload` unless the document changed since."""
@@ -44,12 +56,23 @@ class UploadStore(Protocol):
     def delete(self, upload: Upload) -> None: ...
 
 
+@dataclass(frozen=True)
+class UploadUsage:
+    """One user's uploads as the limits see them."""
+
+    day: str  # the UTC day the count is for
+    started_today: int
+    unfinished: tuple[Upload, ...]  # pending or processing, not expired
+
+
 class SessionStore(Protocol):
     def create(self, session: Session, first: Turn) -> None: ...
 
     def get(self, session_id: str) -> Session | None: ...
 
     def list_for(self, owner: str, limit: int) -> list[Session]: ...
+
+    def made_from(self, owner: str, upload_id: str) -> list[Session]: ...
 
     def turns(self, session_id: str) -> list[Turn]: ...
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pixme.services.cleanup import Cleanup
     from pixme.services.ingest import Ingest
     from pixme.services.library import Library
+    from pixme.services.uploads import Uploads
 
 T = TypeVar("T")
 _lock = threading.RLock()
@@ -122,7 +123,14 @@ def avatars() -> Avatars:
 def library() -> Library:
     from pixme.services.library import Library
 
-    return Library(settings(), blobs(), uploads(), sessions(), SystemClock())
+    return Library(settings(), blobs(), sessions(), SystemClock())
+
+
+@_once
+def upload_service() -> Uploads:
+    from pixme.services.uploads import Uploads
+
+    return Uploads(settings(), blobs(), uploads(), sessions(), SystemClock())
 
 
 @_once

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +15,9 @@ from local.stack import Stack
 from pixme.adapters.firestore import FirestoreSessions, FirestoreUploads
 from pixme.adapters.gcs import GcsBlobStore
 from pixme.config import Settings
-from pixme.conversation import Session, Turn, Upload
+from pixme.conversation import Session, Turn, Upload, new_id
+from pixme.errors import RateLimited
+from pixme.limits import admit_upload
 
 
 @pytest.fixture
@@ -50,40 +54,67 @@ def test_delete_is_idempotent_and_prefix_delete_counts(settings: Settings) -> No
     assert blobs.read(settings.assets_bucket, f"{prefix[:-1]}-other.png") == b"x"
 
 
-def upload(owner: str, status: str = "processing", expires_in: timedelta = timedelta(days=1)) -> Upload:
-    return Upload(owner, "u1", status, "up", f"uploads/{owner}/u1.png", "7", now(), now() + expires_in)
+def upload(owner: str, status: str = "pending", expires_in: timedelta = timedelta(days=1)) -> Upload:
+    upload_id = new_id("u_")
+    return Upload(owner, upload_id, status, "up", f"uploads/{owner}/{upload_id}", "", now(), now() + expires_in)
 
 
-def test_upload_claim_is_first_writer_wins(db) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_registrations_never_admit_more_than_the_limit(settings: Settings, db) -> None:  # type: ignore[no-untyped-def]
+    uploads = FirestoreUploads(db)
+    owner = f"user.{uuid.uuid4().hex[:8]}@example.com:1"  # Firebase allows such uids
+    limited = replace(settings, daily_uploads=20, max_pending_uploads=3)
+    outcomes: list[str] = []
+
+    def register() -> None:
+        try:
+            uploads.register(upload(owner), admit_upload(limited, now()))
+            outcomes.append("admitted")
+        except RateLimited as err:
+            outcomes.append(err.code)
+
+    with ThreadPoolExecutor(10) as pool:
+        for future in [pool.submit(register) for _ in range(10)]:
+            future.result()
+    assert outcomes.count("admitted") == 3, outcomes
+    assert outcomes.count("too_many_pending_uploads") == 7
+    # An upload that ends frees its place; the daily count keeps counting.
+    pending = [u for u in db.collection("uploads").where("owner", "==", owner).stream()]
+    assert len(pending) == 3
+    first = uploads.get(owner, pending[0].to_dict()["upload_id"])
+    assert first is not None
+    assert uploads.take_over(first, replace(first, status="ready", generation="1"))
+    uploads.register(upload(owner), admit_upload(limited, now()))
+    with pytest.raises(RateLimited):
+        uploads.register(upload(owner), admit_upload(limited, now()))
+    daily = replace(limited, daily_uploads=4, max_pending_uploads=10)
+    with pytest.raises(RateLimited) as caught:
+        uploads.register(upload(owner), admit_upload(daily, now()))
+    assert caught.value.code == "upload_quota_exceeded"
+
+
+def test_an_upload_round_trips_every_field(db) -> None:  # type: ignore[no-untyped-def]
     uploads = FirestoreUploads(db)
     owner = uuid.uuid4().hex
-    results: list[Upload | None] = []
-    threads = [
-        threading.Thread(target=lambda: results.append(uploads.claim(upload(owner)))) for _ in range(5)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert results.count(None) == 1  # exactly one delivery owns the work
-    assert all(r is None or r.generation == "7" for r in results)
-    done = upload(owner, "ready")
-    done.image_path, done.width, done.height, done.timings_ms = "selfies/x.jpg", 10, 20, {"read": 1}
+    pending = replace(upload(owner), content_type="image/heic", url_expires_at=now())
+    uploads.register(pending, lambda usage: None)
+    assert uploads.get(owner, pending.upload_id) == pending
+    done = replace(
+        pending, status="rejected", generation="7", reason="polyglot", message="m", timings_ms={"read": 1},
+        quarantine_path="quarantine/x", original_kept=True, claim_id="c", claimed_at=now(),
+    )  # fmt: skip
     uploads.save(done)
-    got = uploads.get(owner, "u1")
-    assert got is not None and got.status == "ready" and got.timings_ms == {"read": 1}
-    assert got.created_at == done.created_at
+    assert uploads.get(owner, pending.upload_id) == done
 
 
 def test_expired_uploads_are_found_and_deleted(db) -> None:  # type: ignore[no-untyped-def]
     uploads = FirestoreUploads(db)
-    old, fresh = uuid.uuid4().hex, uuid.uuid4().hex
-    uploads.claim(upload(old, expires_in=timedelta(seconds=-5)))
-    uploads.claim(upload(fresh))
-    expired = {u.owner for u in uploads.expired(now(), 500)}
-    assert old in expired and fresh not in expired
-    uploads.delete(upload(old))
-    assert uploads.get(old, "u1") is None
+    old, fresh = upload(uuid.uuid4().hex, expires_in=timedelta(seconds=-5)), upload(uuid.uuid4().hex)
+    for u in (old, fresh):
+        uploads.register(u, lambda usage: None)
+    expired = {u.upload_id for u in uploads.expired(now(), 500)}
+    assert old.upload_id in expired and fresh.upload_id not in expired
+    uploads.delete(old)
+    assert uploads.get(old.owner, old.upload_id) is None
 
 
 def make_session(owner: str, expires_in: timedelta = timedelta(days=1)) -> tuple[Session, Turn]:
@@ -140,6 +171,8 @@ def test_sessions_store_turns_with_signatures_and_list_newest_first(db) -> None:
     assert turns[second.turn_id].parent == first.turn_id
     assert [s.session_id for s in sessions.list_for(owner, 10)] == [a.session_id, b.session_id]
     assert sessions.list_for("someone-else", 10) == []
+    assert {s.session_id for s in sessions.made_from(owner, "u1")} == {a.session_id, b.session_id}
+    assert sessions.made_from(owner, "u2") == [] and sessions.made_from("someone-else", "u1") == []
 
 
 def test_concurrent_appends_lose_no_turn(db) -> None:  # type: ignore[no-untyped-def]

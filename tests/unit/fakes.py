@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from PIL import Image
 
 from pixme.config import Settings
-from pixme.conversation import Session, Turn, Upload
+from pixme.conversation import PENDING, UNFINISHED, Session, Turn, Upload
 from pixme.errors import Conflict, NotFound, PixmeError
-from pixme.ports import ModelReply, RenderOptions
+from pixme.ports import ModelReply, RenderOptions, UploadUsage
 from pixme.prompts import Message
 
 
@@ -42,6 +42,7 @@ class FakeClock:
 class FakeBlobs:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.signed: list[tuple[str, str, str, str | None, dict[str, str]]] = []
 
     def read(self, bucket: str, path: str, generation: str | None = None) -> bytes:
         try:
@@ -61,19 +62,33 @@ class FakeBlobs:
             del self.objects[key]
         return len(keys)
 
-    def signed_url(self, bucket: str, path: str, ttl_s: int) -> str:
-        return f"https://signed.example/{bucket}/{path}?ttl={ttl_s}"
+    def signed_url(
+        self,
+        bucket: str,
+        path: str,
+        ttl_s: int,
+        method: str = "GET",
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
+        self.signed.append((method, bucket, path, content_type, dict(headers or {})))
+        return f"https://signed.example/{bucket}/{path}?ttl={ttl_s}&method={method}"
 
 
 class FakeUploads:
     def __init__(self) -> None:
         self.docs: dict[str, Upload] = {}
 
-    def claim(self, upload: Upload) -> Upload | None:
-        if upload.key in self.docs:
-            return copy.deepcopy(self.docs[upload.key])
+    def register(self, upload: Upload, admit: Callable[[UploadUsage], None]) -> None:
+        now = upload.created_at
+        day = now.date().isoformat()
+        mine = [u for u in self.docs.values() if u.owner == upload.owner]
+        started = sum(1 for u in mine if u.created_at.date().isoformat() == day)
+        unfinished = tuple(
+            u for u in mine if u.status in UNFINISHED and (u.status != PENDING or u.live(now))
+        )
+        admit(UploadUsage(day, started, unfinished))
         self.docs[upload.key] = copy.deepcopy(upload)
-        return None
 
     def save(self, upload: Upload) -> None:
         self.docs[upload.key] = copy.deepcopy(upload)
@@ -119,6 +134,9 @@ class FakeSessions:
     def get(self, session_id: str) -> Session | None:
         s = self.sessions.get(session_id)
         return copy.deepcopy(s) if s else None
+
+    def made_from(self, owner: str, upload_id: str) -> list[Session]:
+        return [copy.deepcopy(s) for s in self.sessions.values() if (s.owner, s.upload_id) == (owner, upload_id)]
 
     def list_for(self, owner: str, limit: int) -> list[Session]:
         mine = [s for s in self.sessions.values() if s.owner == owner]

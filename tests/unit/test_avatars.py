@@ -14,11 +14,13 @@ from fakes import (
     png,
     settings,
 )
-from pixme.api import EditRequest, GenerateRequest
+from pixme.api import EditRequest, GenerateRequest, UploadRequest
 from pixme.errors import Conflict, InvalidRequest, NotFound, NotReady, RateLimited
 from pixme.services.avatars import Avatars
 from pixme.services.ingest import Ingest, StorageObject
+from pixme.layout import upload_object
 from pixme.services.library import Library
+from pixme.services.uploads import Uploads
 
 
 class World:
@@ -30,18 +32,27 @@ class World:
         self.avatars = Avatars(
             self.s, self.blobs, self.uploads, self.sessions, self.model, self.clock, self.idempotency
         )
-        self.library = Library(self.s, self.blobs, self.uploads, self.sessions, self.clock)
+        self.library = Library(self.s, self.blobs, self.sessions, self.clock)
+        self.service = Uploads(self.s, self.blobs, self.uploads, self.sessions, self.clock)
+        # The tests' names for uploads ("u1") → the ids the server chose.
+        self.ids: dict[str, str] = {}
 
-    def upload(self, owner: str = "alice", upload_id: str = "u1") -> None:
-        name = f"uploads/{owner}/{upload_id}.png"
-        self.blobs.write("up", name, png(), "image/png")
+    def upload(self, owner: str = "alice", name: str = "u1", data: bytes | None = None) -> str:
+        """An upload as the app makes it: registered, PUT, ingested by the trigger."""
+        upload_id = self.service.start(owner, UploadRequest("image/png"))["upload_id"]
+        self.ids[name] = upload_id
+        path = upload_object(owner, upload_id)
+        data = png() if data is None else data
+        self.blobs.write("up", path, data, "image/png")
         Ingest(self.s, self.blobs, self.uploads, self.clock).handle(
-            StorageObject("up", name, "1", 1, self.clock.now())
+            StorageObject("up", path, "1", len(data), self.clock.now())
         )
+        return upload_id
 
     def generate(self, owner: str = "alice", key: str | None = None, **body: object) -> dict:  # type: ignore[type-arg]
-        req = GenerateRequest.parse({"upload_id": "u1", "style": "comics", **body}, self.s)
-        return self.avatars.generate(owner, req, key)
+        name = str(body.pop("upload_id", "u1"))
+        fields = {"upload_id": self.ids.get(name, name), "style": "comics", **body}
+        return self.avatars.generate(owner, GenerateRequest.parse(fields, self.s), key)
 
     def edit(
         self, session_id: str, instruction: str, owner: str = "alice", key: str | None = None, **body: object
@@ -71,10 +82,7 @@ def test_generate_stores_the_image_and_starts_a_session(world: World) -> None:
 def test_generate_needs_a_ready_upload_of_the_caller(world: World) -> None:
     with pytest.raises(NotFound):
         world.generate(owner="mallory")
-    world.blobs.write("up", "uploads/alice/bad.png", b"nope", "image/png")
-    Ingest(world.s, world.blobs, world.uploads, world.clock).handle(
-        StorageObject("up", "uploads/alice/bad.png", "1", 4, world.clock.now())
-    )
+    world.upload(name="bad", data=b"nope")
     with pytest.raises(NotReady) as caught:
         world.generate(upload_id="bad")
     assert caught.value.code == "upload_rejected"
@@ -148,7 +156,7 @@ def test_cleanup_removes_expired_sessions_images_and_uploads(world: World) -> No
 
     old = world.generate()["session_id"]
     world.clock.advance(days=world.s.retention_days - 1)
-    world.upload(upload_id="u2")
+    world.upload(name="u2")
     fresh = world.generate(upload_id="u2")["session_id"]
     world.clock.advance(days=1, seconds=1)
     result = Cleanup(
@@ -161,9 +169,8 @@ def test_cleanup_removes_expired_sessions_images_and_uploads(world: World) -> No
         "idempotency_keys_deleted": 0,
     }
     assert world.sessions.get(old) is None and world.sessions.get(fresh) is not None
-    assert world.uploads.get("alice", "u1") is None and world.uploads.get("alice", "u2")
-    assert not any(old in k[1] for k in world.blobs.objects)
-    assert ("up", "uploads/alice/u1.png") not in world.blobs.objects
+    assert world.uploads.get("alice", world.ids["u1"]) is None and world.uploads.get("alice", world.ids["u2"])
+    assert not any(old in k[1] or world.ids["u1"] in k[1] for k in world.blobs.objects)
 
 
 def test_a_retried_request_with_an_idempotency_key_returns_the_first_result(world: World) -> None:

@@ -3,33 +3,54 @@
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from dataclasses import replace
 
 import pytest
 from PIL import Image
 
-from fakes import FakeBlobs, FakeClock, FakeUploads, png, settings
+from fakes import FakeBlobs, FakeClock, FakeSessions, FakeUploads, png, settings
+from pixme.api import UploadRequest
 from pixme.config import Settings
 from pixme.conversation import Upload
 from pixme.errors import Unavailable
+from pixme.layout import upload_object
 from pixme.services.ingest import STALE_CLAIM, Ingest, StorageObject
+from pixme.services.uploads import PENDING_GRACE, Uploads
 from samples import CAT, SELFIE, two_faces
 
 
 class World:
-    def __init__(self, s: Settings | None = None) -> None:
-        self.blobs, self.uploads, self.clock = FakeBlobs(), FakeUploads(), FakeClock()
-        self.ingest = Ingest(s or settings(), self.blobs, self.uploads, self.clock)
+    """The trigger's world: uploads registered the way the `uploads` function does."""
 
-    def put(self, name: str, data: bytes, gen: str = "1") -> StorageObject:
+    def __init__(self, s: Settings | None = None) -> None:
+        self.settings = s or settings()
+        self.blobs, self.uploads, self.clock = FakeBlobs(), FakeUploads(), FakeClock()
+        self.sessions = FakeSessions()
+        self.ingest = Ingest(self.settings, self.blobs, self.uploads, self.clock)
+        self.service = Uploads(self.settings, self.blobs, self.uploads, self.sessions, self.clock)
+        self.upload_id = ""
+
+    def register(self, owner: str = "alice") -> str:
+        self.upload_id = self.service.start(owner, UploadRequest("image/jpeg"))["upload_id"]
+        return upload_object(owner, self.upload_id)
+
+    def put(self, data: bytes, gen: str = "1", name: str | None = None) -> StorageObject:
+        if name is None:
+            name = upload_object("alice", self.upload_id) if self.upload_id else self.register()
         self.blobs.write("up", name, data, "application/octet-stream")
         return StorageObject("up", name, gen, len(data), self.clock.now())
+
+    def event(self, name: str, size: int, gen: str = "1") -> StorageObject:
+        return StorageObject("up", name, gen, size, self.clock.now())
 
     def assets(self) -> set[str]:
         return {path for bucket, path in self.blobs.objects if bucket == "assets"}
 
-    def doc(self, owner: str = "alice", upload_id: str = "u1") -> Upload:
-        doc = self.uploads.get(owner, upload_id)
+    def originals(self) -> set[str]:
+        return {path for bucket, path in self.blobs.objects if bucket == "up"}
+
+    def doc(self) -> Upload:
+        doc = self.uploads.get("alice", self.upload_id)
         assert doc is not None
         return doc
 
@@ -40,11 +61,11 @@ def world() -> World:
 
 
 def test_a_selfie_becomes_ready_with_a_normalized_image_and_a_face_crop(world: World) -> None:
-    obj = world.put("uploads/alice/u1.png", SELFIE)
+    obj = world.put(SELFIE)
     assert world.ingest.handle(obj) == "ready"
-    doc = world.doc()
+    doc, uid = world.doc(), world.upload_id
     assert doc.status == "ready" and (doc.width, doc.height) == (512, 512)
-    assert doc.image_path == "selfies/alice/u1-1.jpg" and doc.face_path == "selfies/alice/u1-1-face.jpg"
+    assert doc.image_path == f"selfies/alice/{uid}-1.jpg" and doc.face_path == f"selfies/alice/{uid}-1-face.jpg"
     assert world.assets() == {doc.image_path, doc.face_path}
     assert set(doc.timings_ms) == {"read", "decode", "face", "encode", "write"}
     box = doc.face_box
@@ -56,17 +77,20 @@ def test_a_selfie_becomes_ready_with_a_normalized_image_and_a_face_crop(world: W
     public = doc.public()
     assert public["face_box"] == box and public["status"] == "ready"
     assert not any("path" in key for key in public)
-    assert ("up", "uploads/alice/u1.png") in world.blobs.objects  # the original is kept until retention
+    # The original (with its metadata) is gone once the normalized copies exist.
+    assert world.originals() == set()
+    assert sorted(doc.objects("assets")) == sorted(("assets", p) for p in (doc.image_path, doc.face_path))
 
 
 def test_garbage_is_rejected_with_a_reason_and_nothing_written(world: World) -> None:
-    obj = world.put("uploads/alice/u1.jpg", b"GIF89a" + b"\0" * 64)
+    obj = world.put(b"GIF89a" + b"\0" * 64)
     assert world.ingest.handle(obj) == "rejected"
     doc = world.doc()
     assert doc.status == "rejected" and doc.reason == "unsupported_format" and doc.message
     assert doc.image_path is None and doc.face_path is None
     assert world.assets() == set()
-    assert ("up", "uploads/alice/u1.jpg") not in world.blobs.objects  # default policy: delete
+    assert world.originals() == set()  # default policy: delete
+    assert doc.objects("assets") == []
 
 
 @pytest.mark.parametrize(
@@ -75,14 +99,14 @@ def test_garbage_is_rejected_with_a_reason_and_nothing_written(world: World) -> 
     ids=["cat", "blank", "two-faces"],
 )
 def test_the_face_gate_rejects_by_default(world: World, data: bytes, code: str) -> None:
-    assert world.ingest.handle(world.put("uploads/alice/u1.png", data)) == "rejected"
+    assert world.ingest.handle(world.put(data)) == "rejected"
     assert world.doc().reason == code
     assert world.assets() == set()
 
 
 def test_a_deployment_may_let_photos_without_a_face_through() -> None:
     w = World(settings(no_face="allow"))
-    assert w.ingest.handle(w.put("uploads/alice/u1.png", CAT)) == "ready"
+    assert w.ingest.handle(w.put(CAT)) == "ready"
     doc = w.doc()
     assert doc.face_path is None and doc.face_box is None and doc.image_path
     assert w.assets() == {doc.image_path}
@@ -90,45 +114,78 @@ def test_a_deployment_may_let_photos_without_a_face_through() -> None:
 
 def test_a_deployment_may_allow_group_photos_and_crop_the_largest_face() -> None:
     w = World(settings(multiple_faces="allow"))
-    assert w.ingest.handle(w.put("uploads/alice/u1.jpg", two_faces())) == "ready"
+    assert w.ingest.handle(w.put(two_faces())) == "ready"
     doc = w.doc()
     assert doc.face_box is not None and doc.face_path in w.assets()
 
 
+def test_objects_in_other_buckets_are_ignored(world: World) -> None:
+    world.register()
+    obj = StorageObject("assets", upload_object("alice", world.upload_id), "1", 10, world.clock.now())
+    world.blobs.write("assets", obj.name, SELFIE, "image/png")
+    assert world.ingest.handle(obj) == "ignored_bucket"
+    assert world.doc().status == "pending" and ("assets", obj.name) in world.blobs.objects
+
+
 @pytest.mark.parametrize(
-    ("bucket", "name"),
+    "name",
     [
-        ("assets", "uploads/alice/u1.png"),  # our own output bucket
-        ("up", "selfies/alice/u1.jpg"),
-        ("up", "uploads/u1.png"),
-        ("up", "uploads/alice/../bob/u1.png"),
-        ("up", "uploads/alice/sub/u1.png"),
-        ("up", "quarantine/alice/u1-1"),
+        "uploads/alice/planted",  # no upload registered under this id
+        "uploads/bob/{id}",  # alice's id under another user
+        "uploads/alice/{id}.jpg",  # the same id with an extension
+        "uploads/alice/{id}/x",
+        "uploads/../alice/{id}",
+        "selfies/alice/x.jpg",
+        "anything.png",
     ],
 )
-def test_objects_outside_the_upload_layout_are_ignored(world: World, bucket: str, name: str) -> None:
-    obj = StorageObject(bucket, name, "1", 10, world.clock.now())
-    assert world.ingest.handle(obj).startswith("ignored")
-    assert world.uploads.docs == {}
+def test_an_object_no_pending_upload_names_is_deleted_and_never_becomes_an_upload(
+    world: World, name: str
+) -> None:
+    world.register()
+    obj = world.put(SELFIE, name=name.format(id=world.upload_id))
+    assert world.ingest.handle(obj) == "unregistered"
+    assert ("up", obj.name) not in world.blobs.objects
+    assert world.doc().status == "pending" and world.assets() == set()
+    assert [u.upload_id for u in world.uploads.docs.values()] == [world.upload_id]
+
+
+def test_a_second_object_for_one_upload_is_deleted_and_the_first_stays(world: World) -> None:
+    first = world.put(SELFIE, gen="1")
+    assert world.ingest.handle(first) == "ready"
+    ready = world.doc()
+    # The signed URL forbids overwriting; should a second write land after the
+    # original was deleted, it does not replace the ready photo.
+    second = world.put(CAT, gen="2")
+    assert world.ingest.handle(second) == "unregistered"
+    assert world.originals() == set()
+    assert world.doc() == ready and world.assets() == {ready.image_path, ready.face_path}
+    assert world.ingest.handle(first) == "duplicate"  # a late redelivery of the first
+
+
+def test_an_upload_whose_url_expired_unused_takes_no_object(world: World) -> None:
+    world.register()
+    world.clock.advance(seconds=world.settings.upload_url_ttl_s + PENDING_GRACE.total_seconds() + 1)
+    obj = world.put(SELFIE)
+    assert world.ingest.handle(obj) == "unregistered"
+    assert world.originals() == set() and world.doc().status == "pending"
 
 
 def test_a_redelivered_event_has_one_effect(world: World) -> None:
-    obj = world.put("uploads/alice/u1.png", SELFIE)
+    obj = world.put(SELFIE)
     assert world.ingest.handle(obj) == "ready"
-    before = dict(world.blobs.objects)
-    world.blobs.objects.pop(("assets", "selfies/alice/u1-1.jpg"))
+    picture = world.doc().image_path
+    assert picture
+    world.blobs.objects.pop(("assets", picture))
     assert world.ingest.handle(obj) == "duplicate"
-    assert ("assets", "selfies/alice/u1-1.jpg") not in world.blobs.objects  # nothing redone
-    assert len(before) == 3
+    assert ("assets", picture) not in world.blobs.objects  # nothing redone
 
 
 def test_a_delivery_that_finds_another_at_work_asks_to_be_retried(world: World) -> None:
-    obj = world.put("uploads/alice/u1.png", SELFIE)
-    live = Upload(
-        "alice", "u1", "processing", "up", obj.name, "1", world.clock.now(),
-        world.clock.now() + timedelta(days=30), claim_id="other",
-    )  # fmt: skip
-    world.uploads.claim(live)
+    obj = world.put(SELFIE)
+    pending = world.doc()
+    live = replace(pending, status="processing", generation="1", claim_id="other", claimed_at=world.clock.now())
+    world.uploads.save(live)
     with pytest.raises(Unavailable) as caught:
         world.ingest.handle(obj)
     assert caught.value.retryable and caught.value.code == "upload_in_progress"
@@ -139,32 +196,21 @@ def test_a_delivery_that_finds_another_at_work_asks_to_be_retried(world: World) 
     assert world.doc().status == "ready"
 
 
-def test_a_new_generation_replaces_the_old_one_and_late_old_events_change_nothing(world: World) -> None:
-    old = world.put("uploads/alice/u1.png", b"junk", gen="1")
-    assert world.ingest.handle(old) == "rejected"
-    new = world.put("uploads/alice/u1.png", SELFIE, gen="2")
-    assert world.ingest.handle(new) == "ready"
-    doc = world.doc()
-    assert doc.status == "ready" and doc.generation == "2" and doc.image_path == "selfies/alice/u1-2.jpg"
-    assert world.ingest.handle(old) == "superseded"
-    assert world.doc().generation == "2"
-
-
 def test_events_older_than_the_max_age_are_dropped(world: World) -> None:
-    obj = world.put("uploads/alice/u1.png", SELFIE)
+    obj = world.put(SELFIE)
     world.clock.advance(seconds=settings().max_event_age_s + 1)
     assert world.ingest.handle(obj) == "dropped_stale"
-    assert world.uploads.docs == {}
+    assert world.doc().status == "pending"
 
 
 def test_a_file_over_the_byte_cap_is_rejected_without_being_read(world: World) -> None:
-    obj = StorageObject("up", "uploads/alice/u1.jpg", "1", settings().max_upload_bytes + 1, world.clock.now())
+    obj = world.event(world.register(), settings().max_upload_bytes + 1)
     assert world.ingest.handle(obj) == "rejected"  # not even in the fake bucket: never read
     assert world.doc().reason == "too_large"
 
 
 def test_an_object_deleted_before_processing_is_recorded_as_gone(world: World) -> None:
-    obj = StorageObject("up", "uploads/alice/u1.jpg", "1", 10, world.clock.now())
+    obj = world.event(world.register(), 10)
     assert world.ingest.handle(obj) == "rejected"
     assert world.doc().reason == "gone"
 
@@ -173,13 +219,16 @@ def test_an_object_deleted_before_processing_is_recorded_as_gone(world: World) -
 def test_rejected_originals_follow_the_policy(policy: str) -> None:
     w = World(settings(rejected_originals=policy))
     junk = b"\x89PNG\r\n\x1a\n" + b"\0" * 100
-    assert w.ingest.handle(w.put("uploads/alice/u1.png", junk)) == "rejected"
-    original_left = ("up", "uploads/alice/u1.png") in w.blobs.objects
-    assert original_left == (policy == "keep")
+    assert w.ingest.handle(w.put(junk)) == "rejected"
+    assert (w.originals() != set()) == (policy == "keep")
     if policy == "quarantine":
-        assert w.blobs.objects[("assets", "quarantine/alice/u1-1")][0] == junk
+        assert w.blobs.objects[("assets", f"quarantine/alice/{w.upload_id}-1")][0] == junk
     else:
         assert w.assets() == set()
+    # The document accounts for exactly what is left.
+    doc = w.doc()
+    left = {(b, p) for b, p in w.blobs.objects}
+    assert set(doc.objects("assets")) == left
 
 
 class FlakyUploads(FakeUploads):
@@ -199,8 +248,8 @@ class FlakyUploads(FakeUploads):
 def test_a_failed_document_write_leaves_no_image_and_the_retry_starts_at_once() -> None:
     w = World()
     w.uploads = FlakyUploads(failures=1)
-    w.ingest.uploads = w.uploads
-    obj = w.put("uploads/alice/u1.png", SELFIE)
+    w.ingest.uploads = w.service.uploads = w.uploads
+    obj = w.put(SELFIE)
     with pytest.raises(Unavailable):
         w.ingest.handle(obj)
     assert w.assets() == set()  # nothing half-written
@@ -211,7 +260,7 @@ def test_a_failed_document_write_leaves_no_image_and_the_retry_starts_at_once() 
 
 
 def test_storage_down_is_retryable(world: World) -> None:
-    obj = world.put("uploads/alice/u1.png", SELFIE)
+    obj = world.put(SELFIE)
 
     def down(bucket: str, path: str, generation: str | None = None) -> bytes:
         raise Unavailable("storage_unavailable", "down")
@@ -222,21 +271,19 @@ def test_storage_down_is_retryable(world: World) -> None:
     assert world.doc().status == "processing"
 
 
-def test_a_delivery_overtaken_by_a_newer_generation_removes_what_it_wrote(world: World) -> None:
-    obj = world.put("uploads/alice/u1.png", SELFIE, gen="1")
+def test_an_upload_deleted_while_processing_leaves_nothing(world: World) -> None:
+    obj = world.put(SELFIE, gen="1")
     write = world.blobs.write
 
-    def write_then_lose_the_race(bucket: str, path: str, data: bytes, content_type: str) -> None:
+    def write_then_the_user_deletes(bucket: str, path: str, data: bytes, content_type: str) -> None:
         write(bucket, path, data, content_type)
-        doc = world.doc()
-        if doc.generation == "1":  # gen 2 arrives and takes the document over meanwhile
-            world.uploads.save(Upload("alice", "u1", "processing", "up", obj.name, "2",
-                                      doc.created_at, doc.expires_at, claim_id="gen2"))  # fmt: skip
+        if world.uploads.get("alice", world.upload_id):
+            world.service.delete("alice", world.upload_id)
 
-    world.blobs.write = write_then_lose_the_race  # type: ignore[method-assign]
-    assert world.ingest.handle(obj) == "superseded"
-    assert world.assets() == set()
-    assert world.doc().generation == "2"
+    world.blobs.write = write_then_the_user_deletes  # type: ignore[method-assign]
+    assert world.ingest.handle(obj) == "taken_over"
+    assert world.assets() == set() and world.originals() == set()
+    assert world.uploads.docs == {}
 
 
 def test_ingest_settings_are_validated() -> None:

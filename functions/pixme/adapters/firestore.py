@@ -6,22 +6,25 @@ sessions/{session_id}/turns/{turn_id}. Images never go in; paths do.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from pixme.adapters import unavailable_on
-from pixme.conversation import Session, Turn, Upload, upload_key
+from pixme.conversation import PENDING, UNFINISHED, Session, Turn, Upload, upload_key
 from pixme.errors import Conflict, NotFound, Unavailable
+from pixme.ports import UploadUsage
 
-_APPEND_ATTEMPTS = 5
+_CONTENDED_ATTEMPTS = 5
+T = TypeVar("T")
 _TRANSIENT = (
     gexc.ServiceUnavailable,
     gexc.DeadlineExceeded,
@@ -42,51 +45,41 @@ def _expired(col: firestore.CollectionReference, now: datetime, limit: int) -> l
         return list(query.stream())
 
 
+def _contended(db: firestore.Client, run: Callable[[firestore.Transaction], T], message: str) -> T:
+    """Run a transactional function, backing off while the document is contended.
+
+    The client retries a contended transaction 5 times back to back; under a
+    burst (edits racing on a session, a user's uploads started at once) that
+    is not enough, so back off with jitter and retry, then give up with a
+    retryable error.
+    """
+    for attempt in range(_CONTENDED_ATTEMPTS):
+        with _transient_as_unavailable():
+            try:
+                return run(db.transaction(max_attempts=5))
+            except (gexc.Aborted, ValueError) as exc:
+                if isinstance(exc, ValueError) and "transaction" not in str(exc):
+                    raise
+        time.sleep(random.uniform(0.05, 0.2 * 2**attempt))
+    raise Unavailable("database_contention", message)
+
+
 def _upload_doc(u: Upload) -> dict[str, Any]:
-    return {
-        "owner": u.owner,
-        "upload_id": u.upload_id,
-        "status": u.status,
-        "source_bucket": u.source_bucket,
-        "source_path": u.source_path,
-        "generation": u.generation,
-        "created_at": u.created_at,
-        "expires_at": u.expires_at,
-        "image_path": u.image_path,
-        "width": u.width,
-        "height": u.height,
-        "reason": u.reason,
-        "message": u.message,
-        "timings_ms": u.timings_ms,
-        "face_path": u.face_path,
-        "face_box": u.face_box,
-        "claim_id": u.claim_id,
-    }
+    doc = {name: getattr(u, name) for name in _UPLOAD_FIELDS}
+    doc.update(timings_ms=u.timings_ms, original_kept=u.original_kept)
+    return doc
 
 
-_UPLOAD_FIELDS = (
-    "owner",
-    "upload_id",
-    "status",
-    "source_bucket",
-    "source_path",
-    "generation",
-    "created_at",
-    "expires_at",
-    "image_path",
-    "width",
-    "height",
-    "reason",
-    "message",
-    "face_path",
-    "face_box",
-    "claim_id",
+_UPLOAD_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Upload) if f.name not in ("timings_ms", "original_kept")
 )
 
 
 def _upload(d: dict[str, Any]) -> Upload:
     fields: dict[str, Any] = {k: d.get(k) for k in _UPLOAD_FIELDS}
-    return Upload(**fields, timings_ms=dict(d.get("timings_ms") or {}))
+    return Upload(
+        **fields, timings_ms=dict(d.get("timings_ms") or {}), original_kept=bool(d.get("original_kept"))
+    )
 
 
 def _session_doc(s: Session) -> dict[str, Any]:
@@ -160,6 +153,11 @@ def _turn(turn_id: str, d: dict[str, Any]) -> Turn:
     )
 
 
+def usage_key(owner: str) -> str:
+    # A prefix keeps any uid a valid document id ("." or "__x__" are not).
+    return f"user:{owner}"
+
+
 class FirestoreUploads:
     """UploadStore: one document per (owner, upload id).
 
@@ -172,15 +170,46 @@ class FirestoreUploads:
         self.db = db
         self.col = db.collection("uploads")
 
-    def claim(self, upload: Upload) -> Upload | None:
+    def register(self, upload: Upload, admit: Callable[[UploadUsage], None]) -> None:
+        """Create the pending document and count it in the owner's usage
+        document, in one transaction. Every registration of one owner writes
+        that document, so concurrent ones serialize on it: `admit` always sees
+        every upload admitted before.
+
+        The usage document lists the owner's unfinished uploads; each is
+        re-read here, so those that ended since drop out of the count.
+        """
+        usage_ref = self.db.collection("usage").document(usage_key(upload.owner))
         ref = self.col.document(upload.key)
-        with _transient_as_unavailable():
-            try:
-                ref.create(_upload_doc(upload))
-                return None
-            except gexc.AlreadyExists:
-                snap = ref.get()
-                return _upload(snap.to_dict() or {}) if snap.exists else None
+        day = upload.created_at.date().isoformat()
+        now = upload.created_at
+
+        @firestore.transactional
+        def run(tx: firestore.Transaction) -> None:
+            snap = usage_ref.get(transaction=tx)
+            usage = (snap.to_dict() or {}) if snap.exists else {}
+            started = int(usage.get("uploads", 0)) if usage.get("uploads_day") == day else 0
+            unfinished: list[Upload] = []
+            for upload_id in sorted(usage.get("unfinished_uploads") or {}):
+                other = self.col.document(upload_key(upload.owner, upload_id)).get(transaction=tx)
+                if other.exists:
+                    found = _upload(other.to_dict() or {})
+                    if found.status in UNFINISHED and (found.status != PENDING or found.live(now)):
+                        unfinished.append(found)
+            admit(UploadUsage(day, started, tuple(unfinished)))
+            tx.create(ref, _upload_doc(upload))
+            tx.set(
+                usage_ref,
+                {
+                    "owner": upload.owner,
+                    "uploads_day": day,
+                    "uploads": started + 1,
+                    "unfinished_uploads": {u.upload_id: True for u in [*unfinished, upload]},
+                },
+                merge=["owner", "uploads_day", "uploads", "unfinished_uploads"],
+            )
+
+        _contended(self.db, run, "Too many uploads at once; retry.")
 
     def save(self, upload: Upload) -> None:
         with _transient_as_unavailable():
@@ -257,6 +286,13 @@ class FirestoreSessions:
             snap = self.col.document(session_id).get()
         return _session(session_id, snap.to_dict() or {}) if snap.exists else None
 
+    def made_from(self, owner: str, upload_id: str) -> list[Session]:
+        query = self.col.where(filter=firestore.FieldFilter("owner", "==", owner)).where(
+            filter=firestore.FieldFilter("upload_id", "==", upload_id)
+        )
+        with _transient_as_unavailable():
+            return [_session(s.id, s.to_dict() or {}) for s in query.stream()]
+
     def list_for(self, owner: str, limit: int) -> list[Session]:
         query = (
             self.col.where(filter=firestore.FieldFilter("owner", "==", owner))
@@ -297,20 +333,11 @@ class FirestoreSessions:
             )
             return session
 
-        # The client retries a contended transaction 5 times back to back; under
-        # a burst of edits that is not enough, so back off with jitter and retry.
-        for attempt in range(_APPEND_ATTEMPTS):
-            with _transient_as_unavailable():
-                try:
-                    session: Session = run(self.db.transaction(max_attempts=5))
-                    return session
-                except gexc.AlreadyExists:
-                    raise Conflict("turn_exists", "This turn was already recorded.") from None
-                except (gexc.Aborted, ValueError) as exc:
-                    if isinstance(exc, ValueError) and "transaction" not in str(exc):
-                        raise
-            time.sleep(random.uniform(0.05, 0.2 * 2**attempt))
-        raise Unavailable("database_contention", "Too many concurrent edits; retry.")
+        try:
+            session: Session = _contended(self.db, run, "Too many concurrent edits; retry.")
+            return session
+        except gexc.AlreadyExists:
+            raise Conflict("turn_exists", "This turn was already recorded.") from None
 
     def expired(self, now: datetime, limit: int) -> list[Session]:
         return [_session(s.id, s.to_dict() or {}) for s in _expired(self.col, now, limit)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from typing import Any
@@ -71,12 +72,24 @@ class GcsBlobStore:
                     count += 1
         return count
 
-    def signed_url(self, bucket: str, path: str, ttl_s: int) -> str:
+    def signed_url(
+        self,
+        bucket: str,
+        path: str,
+        ttl_s: int,
+        method: str = "GET",
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> str:
         kwargs: dict[str, Any] = {
             "version": "v4",
             "expiration": timedelta(seconds=ttl_s),
-            "method": "GET",
+            "method": method,
         }
+        if content_type:
+            kwargs["content_type"] = content_type
+        if headers:
+            kwargs["headers"] = dict(headers)
         if self.settings.public_storage_url:
             kwargs["api_access_endpoint"] = self.settings.public_storage_url
         with self._signer_lock:

@@ -1,16 +1,18 @@
 """Use cases: generate a styled avatar from a ready upload, and edit it.
 
-The model call happens before any write, and the session is written last, so
-a failed or refused call leaves nothing behind but an unreferenced image at
-worst (which cleanup removes with its session prefix).
+The model call happens before any write, and the session is written last; a
+turn that cannot be recorded takes its image back, so a failed or refused
+call leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +20,7 @@ from pixme.api import EditRequest, GenerateRequest
 from pixme.config import Settings
 from pixme.conversation import Session, Turn, earlier_instructions, expiry, lineage, new_id
 from pixme.errors import Conflict, InvalidRequest, NotFound, NotReady
+from pixme.layout import avatar_path
 from pixme.ports import (
     BlobStore,
     Clock,
@@ -32,18 +35,14 @@ from pixme.prompts import ImageRef, edit_messages, generation_messages
 from pixme.services.library import owned_session
 from pixme.styles import get_style
 
+log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 IDEMPOTENCY_TTL = timedelta(hours=24)
-_EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
 def _public(result: dict[str, Any]) -> dict[str, Any]:
     """Drop internal fields (the storage path) from a turn result."""
     return {k: v for k, v in result.items() if k != "image_path"}
-
-
-def avatar_path(owner: str, session_id: str, turn_id: str, mime_type: str) -> str:
-    return f"avatars/{owner}/{session_id}/{turn_id}.{_EXT.get(mime_type, 'bin')}"
 
 
 class Avatars:
@@ -142,7 +141,8 @@ class Avatars:
             turn_count=1,
             caption=req.caption,
         )
-        self.sessions.create(session, turn)
+        with self._unless_recorded(turn):
+            self.sessions.create(session, turn)
         return self._result(session, turn)
 
     def _edit(self, owner: str, req: EditRequest) -> dict[str, Any]:
@@ -172,8 +172,26 @@ class Avatars:
         turn = self._store_turn(
             owner, session.session_id, new_id("t_"), base_id, req.instruction, session.model, reply, ms
         )
-        session = self.sessions.append(session.session_id, turn, self.clock.now(), req.if_head)
+        with self._unless_recorded(turn):
+            session = self.sessions.append(session.session_id, turn, self.clock.now(), req.if_head)
         return self._result(session, turn)
+
+    @contextmanager
+    def _unless_recorded(self, turn: Turn) -> Iterator[None]:
+        """Take the turn's image back when the turn was certainly not recorded
+        (a stale head, a deleted session): no image without a turn. After an
+        ambiguous failure (the database unavailable mid-commit, or a retried
+        commit that had landed) the image stays, since a turn may name it."""
+        try:
+            yield
+        except (Conflict, NotFound) as err:
+            if err.code == "turn_exists":
+                raise
+            try:
+                self.blobs.delete(self.settings.assets_bucket, turn.image_path)
+            except Exception:
+                log.warning("could not remove %s; the bucket's lifecycle rule will", turn.image_path)
+            raise
 
     def _head_image(self, owner: str, session_id: str) -> ImageRef:
         session = owned_session(self.sessions, owner, session_id, self.clock.now())

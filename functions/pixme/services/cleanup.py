@@ -1,5 +1,5 @@
 """Use case: enforce retention. Deletes expired sessions with their images,
-and expired uploads with the original and the normalized selfie.
+expired uploads with every object they own, and pending uploads never sent.
 
 Runs in bounded batches so one invocation never outlives its timeout; what is
 left is picked up by the next scheduled run.
@@ -13,7 +13,7 @@ from typing import Any
 
 from pixme.config import Settings
 from pixme.ports import BlobStore, Clock, IdempotencyStore, SessionStore, UploadStore
-from pixme.services.ingest import quarantine_path
+from pixme.removal import remove_session, remove_upload
 
 log = logging.getLogger(__name__)
 BATCH = 100
@@ -45,23 +45,15 @@ class Cleanup:
             nonlocal images_deleted
             batch = self.sessions.expired(now, BATCH)
             for session in batch:
-                # Images first: a crash in between leaves a document that the
-                # next run retries, never an image nobody can find.
-                images_deleted += self.blobs.delete_prefix(
-                    self.settings.assets_bucket, f"avatars/{session.owner}/{session.session_id}/"
-                )
-                self.sessions.delete(session.session_id)
+                assets = self.settings.assets_bucket
+                images_deleted += remove_session(self.blobs, self.sessions, assets, session)
             return len(batch)
 
         def uploads_batch() -> int:
             batch = self.uploads.expired(now, BATCH)
             for upload in batch:
-                quarantined = quarantine_path(upload.owner, upload.upload_id, upload.generation)
-                for path in (upload.image_path, upload.face_path, quarantined):
-                    if path:
-                        self.blobs.delete(self.settings.assets_bucket, path)
-                self.blobs.delete(upload.source_bucket, upload.source_path)
-                self.uploads.delete(upload)
+                # Pending uploads whose URL expired unused end here too.
+                remove_upload(self.blobs, self.uploads, self.settings.assets_bucket, upload)
             return len(batch)
 
         sessions_deleted = _drain(sessions_batch)

@@ -1,23 +1,30 @@
 """Use case: a selfie landed in the uploads bucket; make it usable or reject it.
 
+Only registered uploads are processed: the object must be the one a live
+pending upload document names (`uploads/{uid}/{upload_id}`, created when the
+app asked for its signed URL). Anything else written into the bucket, or a
+second object for an upload already claimed, is deleted and logged, and never
+becomes anyone's upload.
+
 Delivery is at least once, so effects are exactly once per (bucket, name,
 generation):
 
-- The upload document is claimed with a create; the claim names the delivery
-  that owns it. A delivery that finds a live claim of the same generation
-  raises a retryable error: if the owner dies, a later redelivery finds the
-  claim stale and takes it over, so an upload never stays "processing".
+- The pending document is claimed in a transaction; the claim names the
+  delivery that owns it. A delivery that finds a live claim of the same
+  generation raises a retryable error: if the owner dies, a later redelivery
+  finds the claim stale and takes it over, so an upload never stays
+  "processing".
 - Outputs have deterministic paths per generation (a redelivery rewrites the
   same bytes) in the assets bucket, which the trigger does not watch.
 - The document is written last, and only by the claim's owner; an owner that
   cannot write it removes what it wrote, so there is never a document
-  pointing at a missing image, nor an image nobody references.
+  pointing at a missing image, nor an image nobody references. The original
+  is deleted once the document no longer needs it.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import time
 from dataclasses import dataclass, replace
@@ -27,15 +34,13 @@ from PIL import Image
 
 from pixme import faces, images
 from pixme.config import Settings
-from pixme.conversation import Upload, expiry
+from pixme.conversation import PENDING, PROCESSING, READY, REJECTED, Upload, expiry
 from pixme.errors import NotFound, Rejected, Unavailable
+from pixme.layout import face_path, parse_upload_object, quarantine_path, selfie_path
 from pixme.ports import BlobStore, Clock, UploadStore
 
 log = logging.getLogger(__name__)
 
-UPLOAD_NAME = re.compile(
-    r"^uploads/(?P<owner>[A-Za-z0-9_-]{1,128})/(?P<upload_id>[A-Za-z0-9_-]{1,64})\.[A-Za-z0-9]{1,5}$"
-)
 # A claim left "processing" this long belongs to a delivery that died: the
 # function's timeout (180 s) is well below it.
 STALE_CLAIM = timedelta(minutes=5)
@@ -49,28 +54,6 @@ class StorageObject:
     generation: str
     size: int
     time_created: datetime | None
-
-
-def selfie_path(owner: str, upload_id: str, generation: str) -> str:
-    return f"selfies/{owner}/{upload_id}-{generation}.jpg"
-
-
-def face_path(owner: str, upload_id: str, generation: str) -> str:
-    return f"selfies/{owner}/{upload_id}-{generation}-face.jpg"
-
-
-def quarantine_path(owner: str, upload_id: str, generation: str) -> str:
-    return f"quarantine/{owner}/{upload_id}-{generation}"
-
-
-def _generation(raw: str) -> int | None:
-    return int(raw) if raw.isdigit() else None
-
-
-def _newer(ours: str, theirs: str) -> bool:
-    """Whether the document's generation is newer than this event's."""
-    a, b = _generation(ours), _generation(theirs)
-    return a is not None and b is not None and b > a
 
 
 class _Clock:
@@ -99,10 +82,6 @@ class Ingest:
         """
         if obj.bucket != self.settings.uploads_bucket:
             return "ignored_bucket"
-        match = UPLOAD_NAME.match(obj.name)
-        if not match:
-            log.info("ignoring object outside the upload layout: %s", obj.name)
-            return "ignored_name"
         now = self.clock.now()
         if obj.time_created and now - obj.time_created > timedelta(seconds=self.settings.max_event_age_s):
             log.warning(
@@ -113,19 +92,20 @@ class Ingest:
                 obj.time_created.isoformat(),
             )
             return "dropped_stale"
-
-        claim = Upload(
-            owner=match["owner"],
-            upload_id=match["upload_id"],
-            status="processing",
-            source_bucket=obj.bucket,
-            source_path=obj.name,
+        target = parse_upload_object(obj.name)
+        existing = self.uploads.get(target.owner, target.upload_id) if target else None
+        if existing is None:
+            return self._unregistered(obj, "no upload was registered under this name")
+        claim = replace(
+            existing,
+            status=PROCESSING,
             generation=obj.generation,
-            created_at=now,
             expires_at=expiry(now, self.settings.retention_days),
+            url_expires_at=None,
+            claimed_at=now,
             claim_id=secrets.token_hex(8),
         )
-        settled = self._acquire(claim, now)
+        settled = self._acquire(obj, existing, claim, now)
         if settled:
             return settled
         try:
@@ -136,31 +116,33 @@ class Ingest:
 
     # -- claiming --------------------------------------------------------------------
 
-    def _acquire(self, claim: Upload, now: datetime) -> str | None:
+    def _acquire(self, obj: StorageObject, existing: Upload, claim: Upload, now: datetime) -> str | None:
         """None when this delivery owns the document; else what happened."""
-        existing = self.uploads.claim(claim)
-        if existing is None:
-            return None
-        if _newer(claim.generation, existing.generation):
-            log.info(
-                "%s gen %s superseded by gen %s", claim.source_path, claim.generation, existing.generation
-            )
-            return "superseded"
-        if existing.generation == claim.generation:
-            if existing.status != "processing":
+        if existing.generation == obj.generation:
+            if existing.status != PROCESSING:
                 return "duplicate"
-            if existing.claim_id is not None and now - existing.created_at < STALE_CLAIM:
+            claimed_at = existing.claimed_at or existing.created_at
+            if existing.claim_id is not None and now - claimed_at < STALE_CLAIM:
                 # Not "duplicate": if that delivery dies, only a retry of this
                 # one can finish the upload.
                 raise Unavailable(
                     "upload_in_progress", "Another delivery is processing this upload.", retry_after_s=10
                 )
-            log.warning("taking over the stale claim on %s gen %s", claim.source_path, claim.generation)
+            log.warning("taking over the stale claim on %s gen %s", obj.name, obj.generation)
+        elif existing.status != PENDING or not existing.live(now):
+            # One upload id takes one object: the first one written wins.
+            return self._unregistered(obj, f"its upload is already {existing.status}")
         if not self.uploads.take_over(existing, claim):
             raise Unavailable(
                 "upload_in_progress", "Another delivery took this upload first.", retry_after_s=10
             )
         return None
+
+    def _unregistered(self, obj: StorageObject, why: str) -> str:
+        """An object nobody was invited to write: delete it (that generation only)."""
+        log.warning("deleting unregistered object %s gen %s: %s", obj.name, obj.generation, why)
+        self.blobs.delete(obj.bucket, obj.name, obj.generation)
+        return "unregistered"
 
     def _release(self, claim: Upload) -> None:
         """After a failure, let the platform's next delivery start at once
@@ -211,7 +193,7 @@ class Ingest:
         clock.lap("write")
         done = replace(
             claim,
-            status="ready",
+            status=READY,
             image_path=picture,
             width=img.width,
             height=img.height,
@@ -220,19 +202,22 @@ class Ingest:
             timings_ms=clock.timings,
         )
         if not self._finish(done, list(outputs)):
-            return "superseded"
+            return "taken_over"
         log.info("ready %s gen %s %sx%s in %s", obj.name, obj.generation, *img.size, clock.timings)
+        # The normalized copies are all the system uses: the original, with
+        # its metadata (GPS included), goes now rather than at retention.
+        self._dispose(obj)
         return "ready"
 
     def _face(self, img: Image.Image) -> faces.Face | None:
-        found = faces.detect(img)
+        found = faces.detect(img, min_score=self.settings.face_min_score)
         if not found:
             if self.settings.no_face == "reject":
                 raise Rejected(
                     "no_face", "No face was found in this photo. Use a well-lit selfie, facing the camera."
                 )
             return None
-        main = faces.prominent(found)
+        main = faces.prominent(found, ratio=self.settings.second_face_ratio)
         if len(main) > 1 and self.settings.multiple_faces == "reject":
             raise Rejected(
                 "multiple_faces",
@@ -264,7 +249,7 @@ class Ingest:
         if not won:
             current = self.uploads.get(claim.owner, claim.upload_id)
             if current is None or current.generation != claim.generation:
-                # A newer generation owns the document; its paths differ from ours.
+                # Deleted meanwhile, or another object owns the document; its paths differ.
                 self._remove(written)
             log.info("%s gen %s: the claim was taken over", claim.source_path, claim.generation)
         return won
@@ -274,7 +259,7 @@ class Ingest:
             current = self.uploads.get(claim.owner, claim.upload_id)
         except Exception:
             return False  # unknown: keep the files rather than risk a dangling document
-        return current is not None and current.claim_id == claim.claim_id and current.status == "processing"
+        return current is not None and current.claim_id == claim.claim_id and current.status == PROCESSING
 
     def _remove(self, paths: list[str]) -> None:
         for path in paths:
@@ -290,29 +275,36 @@ class Ingest:
     ) -> str:
         policy = self.settings.rejected_originals
         written: list[str] = []
+        quarantined = None
         if policy == "quarantine" and data is not None:
-            path = quarantine_path(claim.owner, claim.upload_id, claim.generation)
-            self.blobs.write(self.settings.assets_bucket, path, data, "application/octet-stream")
-            written.append(path)
+            quarantined = quarantine_path(claim.owner, claim.upload_id, claim.generation)
+            self.blobs.write(self.settings.assets_bucket, quarantined, data, "application/octet-stream")
+            written.append(quarantined)
+        keep = policy == "keep" and rejected.code != "gone"
         done = replace(
-            claim, status="rejected", reason=rejected.code, message=rejected.message, timings_ms=clock.timings
+            claim,
+            status=REJECTED,
+            reason=rejected.code,
+            message=rejected.message,
+            timings_ms=clock.timings,
+            quarantine_path=quarantined,
+            original_kept=keep,
         )
         if not self._finish(done, written):
-            return "superseded"
+            return "taken_over"
         log.info("rejected %s gen %s: %s %s", obj.name, obj.generation, rejected.code, rejected.details or "")
-        if policy != "keep" and rejected.code != "gone":
-            self._dispose(obj, claim)
+        if not keep and rejected.code != "gone":
+            self._dispose(obj)
         return "rejected"
 
-    def _dispose(self, obj: StorageObject, claim: Upload) -> None:
-        """Delete the rejected original; best effort, the document is what counts.
+    def _dispose(self, obj: StorageObject) -> None:
+        """Delete the original once the document no longer names it; best
+        effort, the document is what counts. Only this event's generation is
+        touched, so nothing written later is.
 
         Retention cleanup and the bucket's lifecycle rule delete whatever is left.
         """
         try:
-            current = self.uploads.get(claim.owner, claim.upload_id)
-            if current is None or current.generation != claim.generation:
-                return  # a newer upload under the same name owns it now
             self.blobs.delete(obj.bucket, obj.name, obj.generation)
         except Exception as exc:
-            log.warning("could not delete the rejected original %s: %r", obj.name, exc)
+            log.warning("could not delete the original %s: %r", obj.name, exc)

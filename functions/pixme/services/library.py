@@ -1,4 +1,4 @@
-"""Use cases: read what a caller owns (uploads, sessions with their turns, styles)."""
+"""Use cases: read what a caller owns (sessions with their turns) and the styles."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from pixme.config import Settings
 from pixme.conversation import Session, Turn
 from pixme.errors import NotFound
-from pixme.ports import BlobStore, Clock, SessionStore, UploadStore
+from pixme.ports import BlobStore, Clock, SessionStore
 from pixme.styles import CATALOG_VERSION, STYLES
 
 MAX_LIST = 50
@@ -34,21 +34,13 @@ class Library:
         self,
         settings: Settings,
         blobs: BlobStore,
-        uploads: UploadStore,
         sessions: SessionStore,
         clock: Clock,
     ) -> None:
         self.settings = settings
         self.blobs = blobs
-        self.uploads = uploads
         self.sessions = sessions
         self.clock = clock
-
-    def upload(self, owner: str, upload_id: str) -> dict[str, Any]:
-        upload = self.uploads.get(owner, upload_id)
-        if upload is None or upload.expires_at <= self.clock.now():
-            raise NotFound("upload_not_found", "No upload with this id.")
-        return upload.public()
 
     def session(self, owner: str, session_id: str) -> dict[str, Any]:
         session = owned_session(self.sessions, owner, session_id, self.clock.now())
