@@ -22,3 +22,8 @@ MODELS = (
 def stack() -> Iterator[Stack]:
     with Stack(env_overrides={"PIXME_MODELS": MODELS}) as running:
         yield running
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The storage audit runs after every other test, so it audits what they all left."""
+    items.sort(key=lambda item: item.module.__name__.endswith("test_storage_audit") if item.module else False)

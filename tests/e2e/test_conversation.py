@@ -14,13 +14,13 @@ from local.stack import Stack
 @pytest.fixture(scope="module")
 def ready_user(stack: Stack) -> App:
     app = App(stack, f"conv{uuid.uuid4().hex[:8]}")
-    app.upload(SELFIE.read_bytes(), "me")
-    assert app.wait_upload("me")["status"] == "ready"
+    app.upload_named(SELFIE.read_bytes(), "me")
+    assert app.wait_named("me")["status"] == "ready"
     return app
 
 
 def test_a_retry_with_the_same_idempotency_key_is_not_paid_twice(ready_user: App) -> None:
-    body = {"upload_id": "me", "style": "manga"}
+    body = {"upload_id": ready_user.ids["me"], "style": "manga"}
     headers = {**ready_user.headers, "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
     url = ready_user.url("generate")
     first = requests.post(url, json=body, headers=headers, timeout=60)

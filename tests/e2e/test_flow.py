@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,45 +14,36 @@ import pytest
 import requests
 from PIL import Image
 
+from local.app import AppClient, content_type_of
 from local.stack import Stack
 
 SELFIE = Path(__file__).resolve().parents[2] / "assets" / "selfie-astronaut.png"
 
 
-class App:
-    """A mobile app's calls, for one signed-in user."""
+class App(AppClient):
+    """A mobile app's calls, for one signed-in user. Tests name their uploads
+    ("selfie1"); the server chooses the ids, which `ids` maps those names to."""
 
     def __init__(self, stack: Stack, uid: str) -> None:
+        super().__init__(stack.functions, stack.token(uid), timeout_s=60)
         self.stack, self.uid = stack, uid
-        self.headers = {"Authorization": f"Bearer {stack.token(uid)}"}
-
-    def url(self, function: str, path: str = "/") -> str:
-        return self.stack.functions[function].rstrip("/") + path
+        self.ids: dict[str, str] = {}
 
     def post(self, function: str, body: dict[str, Any]) -> requests.Response:
-        return requests.post(self.url(function), json=body, headers=self.headers, timeout=60)
+        if "upload_id" in body:
+            body = {**body, "upload_id": self.ids.get(body["upload_id"], body["upload_id"])}
+        return self.request("POST", function, "/", body)
 
     def get(self, path: str) -> requests.Response:
-        return requests.get(self.url("sessions", path), headers=self.headers, timeout=30)
+        return self.request("GET", "sessions", path, timeout=30)
 
-    def upload(self, data: bytes, upload_id: str, ext: str = "png") -> None:
-        resp = requests.post(
-            f"{self.stack.storage_url}/upload/storage/v1/b/{self.stack.uploads_bucket}/o",
-            params={"uploadType": "media", "name": f"uploads/{self.uid}/{upload_id}.{ext}"},
-            data=data,
-            headers={"Content-Type": "application/octet-stream"},
-            timeout=30,
-        )
-        assert resp.status_code == 200, resp.text
+    def upload_named(self, data: bytes, name: str) -> str:
+        """Upload through the signed path, as the app does; returns the upload id."""
+        self.ids[name] = self.upload(data, content_type_of(data))
+        return self.ids[name]
 
-    def wait_upload(self, upload_id: str, timeout_s: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            resp = self.get(f"/uploads/{upload_id}")
-            if resp.status_code == 200 and resp.json()["status"] != "processing":
-                return dict(resp.json())
-            time.sleep(0.2)
-        raise AssertionError(f"upload {upload_id} not ingested in {timeout_s} s")
+    def wait_named(self, name: str, timeout_s: float = 30) -> dict[str, Any]:
+        return self.wait_upload(self.ids[name], timeout_s)
 
 
 def png_of(resp: requests.Response) -> Image.Image:
@@ -74,8 +64,8 @@ def backdate(stack: Stack, path: str) -> None:
 
 def test_selfie_to_avatar_to_edits_to_cleanup(stack: Stack) -> None:
     alice = App(stack, f"alice{uuid.uuid4().hex[:8]}")
-    alice.upload(SELFIE.read_bytes(), "selfie1")
-    upload = alice.wait_upload("selfie1")
+    selfie1 = alice.upload_named(SELFIE.read_bytes(), "selfie1")
+    upload = alice.wait_named("selfie1")
     assert upload["status"] == "ready", upload
     assert max(upload["width"], upload["height"]) <= 1536
 
@@ -122,21 +112,23 @@ def test_selfie_to_avatar_to_edits_to_cleanup(stack: Stack) -> None:
     # Another user sees none of it.
     mallory = App(stack, f"mallory{uuid.uuid4().hex[:8]}")
     assert mallory.get(f"/{first['session_id']}").status_code == 404
-    assert mallory.get("/uploads/selfie1").status_code == 404
+    assert mallory.get(f"/uploads/{selfie1}").status_code == 404
+    assert mallory.request("GET", "uploads", f"/{selfie1}").status_code == 404
+    assert mallory.request("DELETE", "uploads", f"/{selfie1}").status_code == 404
     stolen = mallory.post("edit", {"session_id": first["session_id"], "instruction": "add glasses"})
     assert stolen.status_code == 404 and stolen.json()["error"]["code"] == "session_not_found"
     assert mallory.get("/").json()["sessions"] == []
 
     # Retention passes for this session and upload; cleanup removes everything of theirs.
     backdate(stack, f"sessions/{first['session_id']}")
-    backdate(stack, f"uploads/{alice.uid}:selfie1")
+    backdate(stack, f"uploads/{alice.uid}:{selfie1}")
     resp = requests.post(stack.functions["cleanup"], timeout=60)
     assert resp.status_code == 200, resp.text
     counts = resp.json()
     assert counts["sessions_deleted"] >= 1 and counts["uploads_deleted"] >= 1
     assert counts["images_deleted"] >= 3
     assert alice.get(f"/{first['session_id']}").status_code == 404
-    assert alice.get("/uploads/selfie1").status_code == 404
+    assert alice.request("GET", "uploads", f"/{selfie1}").status_code == 404
     assert requests.get(second["image_url"], timeout=10).status_code == 404
     storage = stack.storage_client()
     for prefix in (f"selfies/{alice.uid}/", f"avatars/{alice.uid}/"):
@@ -146,8 +138,9 @@ def test_selfie_to_avatar_to_edits_to_cleanup(stack: Stack) -> None:
 
 def test_a_file_that_is_not_a_photo_is_rejected_with_a_reason(stack: Stack) -> None:
     bob = App(stack, f"bob{uuid.uuid4().hex[:8]}")
-    bob.upload(b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>", "evil", "png")
-    upload = bob.wait_upload("evil")
+    svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"
+    bob.ids["evil"] = bob.upload(svg, "image/png")  # a client may lie about the type
+    upload = bob.wait_named("evil")
     assert upload["status"] == "rejected" and upload["reason"] == "unsupported_format"
     assert upload["message"]
     resp = bob.post("generate", {"upload_id": "evil", "style": "comics"})

@@ -1,4 +1,4 @@
-"""Ingest as the app meets it: write to the uploads bucket, the trigger fires
+"""Ingest as the app meets it: upload through a signed URL, the trigger fires
 (fake-gcs → Pub/Sub → bridge → on_upload), read the outcome over HTTP, and
 generate from the face-centred crop."""
 
@@ -8,7 +8,6 @@ import time
 import uuid
 from typing import Any
 
-import requests
 from test_flow import App
 
 from local.stack import Stack
@@ -21,43 +20,24 @@ class User(App):
     def __init__(self, stack: Stack) -> None:
         super().__init__(stack, "ingest" + uuid.uuid4().hex[:8])
 
-    def outcome(
-        self, upload_id: str, not_generation: str | None = None, timeout_s: float = 30
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            resp = requests.get(
-                f"{self.stack.functions['sessions']}/uploads/{upload_id}", headers=self.headers, timeout=30
-            )
-            if resp.status_code == 200 and resp.json()["status"] != "processing":
-                doc = self.doc(upload_id)
-                if doc["generation"] != not_generation:
-                    return dict(resp.json())
-            time.sleep(0.2)
-        raise AssertionError(f"upload {upload_id} not ingested in {timeout_s} s")
-
-    def doc(self, upload_id: str) -> dict[str, Any]:
-        snap = self.stack.firestore_client().document(f"uploads/{self.uid}:{upload_id}").get()
+    def doc(self, name: str) -> dict[str, Any]:
+        snap = self.stack.firestore_client().document(f"uploads/{self.uid}:{self.ids[name]}").get()
         return dict(snap.to_dict() or {})
 
-    def original_exists(self, upload_id: str, ext: str) -> bool:
+    def original_exists(self, name: str) -> bool:
         bucket = self.stack.storage_client().bucket(self.stack.uploads_bucket)
-        return bucket.get_blob(f"uploads/{self.uid}/{upload_id}.{ext}") is not None
+        return bucket.get_blob(f"uploads/{self.uid}/{self.ids[name]}") is not None
 
 
 def test_a_selfie_is_ready_with_its_face_and_generation_uses_the_crop(stack: Stack) -> None:
     user = User(stack)
-    user.upload(SELFIE, "me", "png")
-    public = user.outcome("me")
+    user.upload_named(SELFIE, "me")
+    public = user.wait_named("me")
     assert public["status"] == "ready" and public["face_box"]["score"] >= 70
     assert set(public["timings_ms"]) == {"read", "decode", "face", "encode", "write"}
+    assert not user.original_exists("me")  # only the normalized copies are kept
     doc = user.doc("me")
-    resp = requests.post(
-        stack.functions["generate"],
-        json={"upload_id": "me", "style": "comics"},
-        headers=user.headers,
-        timeout=60,
-    )
+    resp = user.post("generate", {"upload_id": "me", "style": "comics"})
     assert resp.status_code == 201, resp.text
     session = stack.firestore_client().document(f"sessions/{resp.json()['session_id']}").get().to_dict()
     assert session["selfie_path"] == doc["face_path"] != doc["image_path"]
@@ -65,31 +45,37 @@ def test_a_selfie_is_ready_with_its_face_and_generation_uses_the_crop(stack: Sta
 
 def test_photos_that_are_not_one_face_are_rejected_and_the_originals_removed(stack: Stack) -> None:
     user = User(stack)
-    user.upload(two_faces(), "group", "jpg")
-    user.upload(CAT, "cat", "png")
-    group, cat = user.outcome("group"), user.outcome("cat")
+    user.upload_named(two_faces(), "group")
+    user.upload_named(CAT, "cat")
+    group, cat = user.wait_named("group"), user.wait_named("cat")
     assert (group["status"], group["reason"]) == ("rejected", "multiple_faces") and group["message"]
     assert (cat["status"], cat["reason"]) == ("rejected", "no_face") and cat["message"]
-    assert not user.original_exists("group", "jpg") and not user.original_exists("cat", "png")
-    resp = requests.post(
-        stack.functions["generate"],
-        json={"upload_id": "cat", "style": "comics"},
-        headers=user.headers,
-        timeout=60,
-    )
+    assert not user.original_exists("group") and not user.original_exists("cat")
+    resp = user.post("generate", {"upload_id": "cat", "style": "comics"})
     assert resp.status_code == 409 and resp.json()["error"]["reason"] == "no_face"
 
 
-def test_uploading_again_under_the_same_id_replaces_the_outcome(stack: Stack) -> None:
+def test_one_upload_id_takes_one_photo(stack: Stack) -> None:
     user = User(stack)
-    user.upload(CAT, "again", "png")
-    assert user.outcome("again")["reason"] == "no_face"
-    first = user.doc("again")["generation"]
-    # The rejected original is deleted right after the outcome is written;
-    # until storage deletes by generation, a new upload waits for that.
+    ticket = user.start_upload("image/png")
+    user.ids["once"] = ticket["upload_id"]
+    assert user.put(ticket, SELFIE).status_code == 200
+    # While the first photo is stored, the create-only precondition refuses a second.
+    second = user.put(ticket, CAT)
+    assert user.wait_named("once")["status"] == "ready"
+    if second.status_code == 200:
+        # It slipped in after ingest had deleted the original: the trigger
+        # deletes it, and the ready photo stays the first one.
+        time.sleep(1.0)
+    else:
+        assert second.status_code == 412, second.text
+    assert user.wait_named("once")["status"] == "ready"
+    assert user.doc("once")["face_box"]
     deadline = time.monotonic() + 10
-    while user.original_exists("again", "png") and time.monotonic() < deadline:
+    while user.original_exists("once") and time.monotonic() < deadline:
         time.sleep(0.1)
-    user.upload(SELFIE, "again", "png")
-    assert user.outcome("again", not_generation=first)["status"] == "ready"
-    assert user.doc("again")["generation"] != first
+    assert not user.original_exists("once")
+    # And once ready, another PUT through the same URL never replaces it.
+    assert user.put(ticket, CAT).status_code in (200, 412)
+    time.sleep(1.0)
+    assert user.doc("once")["status"] == "ready" and not user.original_exists("once")

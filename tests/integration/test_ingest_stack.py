@@ -35,6 +35,8 @@ import requests
 from google.cloud.firestore_v1.base_query import FieldFilter
 from PIL import Image, ImageCms
 
+from local.app import AppClient
+from local.audit import audit
 from local.stack import Stack
 from samples import CAT_PATH, COFFEE_PATH, INVERSE, SELFIE_PATH, two_faces_image
 
@@ -245,9 +247,15 @@ MAX_SIDE = 1536
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     s = Stack(
-        components=["firestore", "storage", "issuer", "functions"],
-        targets=["on_upload", "sessions"],
-        env_overrides={"PIXME_REJECTED_ORIGINALS": "quarantine", "PIXME_MAX_SIDE": str(MAX_SIDE)},
+        components=["firestore", "storage", "signed_urls", "issuer", "functions"],
+        targets=["on_upload", "uploads", "sessions"],
+        env_overrides={
+            "PIXME_REJECTED_ORIGINALS": "quarantine",
+            "PIXME_MAX_SIDE": str(MAX_SIDE),
+            # The corpus and the duplicate test start many uploads per user.
+            "PIXME_DAILY_UPLOADS": "1000",
+            "PIXME_MAX_PENDING_UPLOADS": "200",
+        },
         log_dir=ROOT / "out" / "stack" / "test-ingest",
         quiet=True,
     )
@@ -265,21 +273,48 @@ def gcs(stack: Stack) -> Any:
     return stack.storage_client()
 
 
-def put(stack: Stack, gcs: Any, name: str, data: bytes) -> dict[str, Any]:
-    """Write an object as the app does; the object resource the event carries."""
-    blob = gcs.bucket(stack.uploads_bucket).blob(name)
-    blob.upload_from_string(data, content_type="application/octet-stream")
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "heic": "image/heic"}
+
+
+def app(stack: Stack, owner: str) -> AppClient:
+    return AppClient(stack.functions, stack.token(owner))
+
+
+def signed_put(client: AppClient, data: bytes, ext: str) -> tuple[str, requests.Response]:
+    """The app's upload: a ticket from `uploads`, then the PUT it describes.
+    A client may declare any allowed type; the trigger judges the bytes."""
+    ticket = client.start_upload(CONTENT_TYPES.get(ext, "image/png"))
+    return str(ticket["upload_id"]), client.put(ticket, data)
+
+
+def resource_of(stack: Stack, gcs: Any, name: str) -> dict[str, Any]:
+    """The object resource a finalized event carries for what is stored under `name`."""
+    blob = gcs.bucket(stack.uploads_bucket).get_blob(name)
+    assert blob is not None, f"{name} is not stored"
     created = (blob.time_created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
     return {
         "bucket": stack.uploads_bucket,
         "name": name,
         "generation": str(blob.generation),
         "metageneration": "1",
-        "size": str(len(data)),
-        "contentType": "application/octet-stream",
+        "size": str(blob.size),
+        "contentType": blob.content_type or "application/octet-stream",
         "timeCreated": created,
         "updated": created,
     }
+
+
+def put(stack: Stack, gcs: Any, owner: str, data: bytes, ext: str = "jpg") -> tuple[str, dict[str, Any]]:
+    """Upload through the signed path; the upload id and the event's object resource."""
+    upload_id, resp = signed_put(app(stack, owner), data, ext)
+    assert resp.status_code == 200, resp.text
+    return upload_id, resource_of(stack, gcs, f"uploads/{owner}/{upload_id}")
+
+
+def plant(stack: Stack, gcs: Any, name: str, data: bytes) -> dict[str, Any]:
+    """Write straight into the uploads bucket, as someone holding bucket access could."""
+    gcs.bucket(stack.uploads_bucket).blob(name).upload_from_string(data, content_type="image/png")
+    return resource_of(stack, gcs, name)
 
 
 def post_event(stack: Stack, resource: dict[str, Any], event_id: str) -> int:
@@ -331,9 +366,17 @@ def test_every_hostile_file_ends_in_its_documented_outcome(
     stack: Stack, db: Any, gcs: Any, case: Case
 ) -> None:
     owner = "corpus" + uuid.uuid4().hex[:8]
-    upload_id = case.name
-    name = f"uploads/{owner}/{upload_id}.{case.ext}"
-    resource = put(stack, gcs, name, case.data)
+    client = app(stack, owner)
+    upload_id, resp = signed_put(client, case.data, case.ext)
+    name = f"uploads/{owner}/{upload_id}"
+    if case.reason in ("empty", "too_large"):
+        # The signed URL's length range refuses these before anything is stored.
+        assert resp.status_code == 400, resp.text
+        assert gcs.bucket(stack.uploads_bucket).get_blob(name) is None
+        assert client.upload_status(upload_id)["status"] == "pending"
+        return
+    assert resp.status_code == 200, resp.text
+    resource = resource_of(stack, gcs, name)
     offset = log_size(stack)
 
     # Accepted or rejected, the first delivery is acknowledged: no crash, no retry.
@@ -350,15 +393,7 @@ def test_every_hostile_file_ends_in_its_documented_outcome(
         # Exactly the two files the document names, both readable, no metadata.
         assert set(outputs) == {doc["image_path"], doc["face_path"]}
         img = Image.open(io.BytesIO(outputs[doc["image_path"]]))
-        assert (
-            img.format == "JPEG"
-            and img.mode == "RGB"
-            and (img.width, img.height)
-            == (
-                doc["width"],
-                doc["height"],
-            )
-        )
+        assert img.format == "JPEG" and img.mode == "RGB" and img.size == (doc["width"], doc["height"])
         assert max(img.size) <= MAX_SIDE and not img.getexif() and "icc_profile" not in img.info
         assert b"PhoneMaker" not in outputs[doc["image_path"]]
         crop = Image.open(io.BytesIO(outputs[doc["face_path"]]))
@@ -369,51 +404,62 @@ def test_every_hostile_file_ends_in_its_documented_outcome(
             # Upright and unmirrored: the face is where it is in the selfie.
             assert abs(box["x"] - 181) <= 12 and abs(box["y"] - 66) <= 12, box
         assert set(doc["timings_ms"]) == {"read", "decode", "face", "encode", "write"}
-        assert original is not None and quarantined == {}
+        # The original, with its metadata, is deleted once the copies exist.
+        assert original is None and quarantined == {}
     else:
         assert doc["message"] and not doc.get("image_path") and not doc.get("face_path")
         assert outputs == {}
         assert original is None  # quarantined, then deleted from the uploads bucket
-        expected_copy = {} if case.reason == "too_large" else {f"quarantine/{owner}/{upload_id}-" + resource[
-            "generation"]: case.data}  # fmt: skip
-        assert quarantined == expected_copy
+        copy = f"quarantine/{owner}/{upload_id}-{resource['generation']}"
+        assert quarantined == {copy: case.data} and doc["quarantine_path"] == copy
 
     # The owner reads the outcome through the API; no internal path leaks.
-    resp = requests.get(
-        f"{stack.functions['sessions']}/uploads/{upload_id}",
-        headers={"Authorization": f"Bearer {stack.token(owner)}"},
-        timeout=30,
-    )
-    assert resp.status_code == 200, resp.text
-    public = resp.json()
+    public = client.upload_status(upload_id)
     assert public["status"] == case.status and "path" not in json.dumps(public)
     if case.status == "ready":
         assert public["face_box"] == doc["face_box"] and public["width"] == doc["width"]
     else:
         assert public["reason"] == case.reason and public["message"] == doc["message"]
+    # The old route stays as an alias.
+    alias = client.call("GET", "sessions", f"/uploads/{upload_id}")
+    assert alias == public
 
 
-def test_objects_the_pipeline_writes_or_does_not_own_never_start_it(stack: Stack, db: Any, gcs: Any) -> None:
-    owner = "ignored" + uuid.uuid4().hex[:8]
+def test_objects_nobody_was_invited_to_write_are_deleted_and_start_nothing(
+    stack: Stack, db: Any, gcs: Any
+) -> None:
+    owner = "planted" + uuid.uuid4().hex[:8]
     selfie = SELFIE.read_bytes()
-    for name in (f"uploads/{owner}/a/b.png", f"selfies/{owner}/x.png", f"uploads/{owner}.png"):
-        assert post_event(stack, put(stack, gcs, name, selfie), uuid.uuid4().hex) == 200
-    # An event claiming to come from the assets bucket (where outputs go).
+    upload_id, _ = put(stack, gcs, owner, selfie)
+    offset = log_size(stack)
+    for name in (
+        f"uploads/{owner}/planted",  # no upload registered
+        f"uploads/{owner}/{upload_id}.jpg",  # the same id under another name
+        f"uploads/{owner}/{upload_id}/x",
+        f"uploads/{owner}.png",
+        f"selfies/{owner}/x.png",
+    ):
+        assert post_event(stack, plant(stack, gcs, name, selfie), uuid.uuid4().hex) == 200
+        assert gcs.bucket(stack.uploads_bucket).get_blob(name) is None, name
+    assert "deleting unregistered object" in new_log(stack, offset)
+    # An event claiming to come from the assets bucket (where outputs go) is ignored.
     blob = gcs.bucket(stack.assets_bucket).blob(f"uploads/{owner}/c.png")
     blob.upload_from_string(selfie)
-    resource = put(stack, gcs, f"uploads/{owner}/d.png", selfie) | {"bucket": stack.assets_bucket}
+    resource = resource_of(stack, gcs, f"uploads/{owner}/{upload_id}") | {"bucket": stack.assets_bucket}
     assert post_event(stack, resource, uuid.uuid4().hex) == 200
-    docs = list(db.collection("uploads").where(filter=FieldFilter("owner", "==", owner)).stream())
-    assert docs == []
+    mine = db.collection("uploads").where(filter=FieldFilter("owner", "==", owner))
+    docs = [d.to_dict() for d in mine.stream()]
+    assert [(d["upload_id"], d["status"]) for d in docs] == [(upload_id, "pending")]
+    blob.delete()  # the test's own write to the assets bucket
 
 
 def test_an_event_older_than_the_max_age_is_dropped(stack: Stack, db: Any, gcs: Any) -> None:
     owner = "stale" + uuid.uuid4().hex[:8]
-    resource = put(stack, gcs, f"uploads/{owner}/u1.jpg", SELFIE.read_bytes())
+    upload_id, resource = put(stack, gcs, owner, SELFIE.read_bytes())
     resource["timeCreated"] = "2020-01-01T00:00:00Z"
     offset = log_size(stack)
     assert post_event(stack, resource, uuid.uuid4().hex) == 200
-    assert not db.document(f"uploads/{owner}:u1").get().exists
+    assert db.document(f"uploads/{owner}:{upload_id}").get().to_dict()["status"] == "pending"
     time.sleep(0.3)
     assert "dropping event older than" in new_log(stack, offset)
 
@@ -422,10 +468,14 @@ def test_duplicate_and_concurrent_deliveries_have_exactly_one_effect(stack: Stac
     owner = "dup" + uuid.uuid4().hex[:8]
     jpeg = io.BytesIO()
     Image.open(SELFIE).convert("RGB").save(jpeg, "JPEG", quality=85)
+    # One user's tickets one after another (they serialize on the user's usage
+    # document anyway), then the 100 PUTs at once.
+    client = app(stack, owner)
+    tickets = [client.start_upload("image/jpeg") for _ in range(100)]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        resources = list(
-            pool.map(lambda i: put(stack, gcs, f"uploads/{owner}/d{i:03d}.jpg", jpeg.getvalue()), range(100))
-        )
+        sent = list(pool.map(lambda t: client.put(t, jpeg.getvalue()).status_code, tickets))
+    assert sent == [200] * 100
+    resources = [resource_of(stack, gcs, f"uploads/{owner}/{t['upload_id']}") for t in tickets]
     # Each event three times under one event id, as a redelivery is; the three
     # copies are submitted together, so they mostly run at the same time.
     deliveries = [(r, f"{r['name']}#{r['generation']}") for r in resources for _ in range(3)]
@@ -443,23 +493,28 @@ def test_duplicate_and_concurrent_deliveries_have_exactly_one_effect(stack: Stac
     crops = {p for p in outputs if p.endswith("-face.jpg")}
     assert len(normalized) == 100 and len(crops) == 100
     assert normalized == {d["image_path"] for d in docs} and crops == {d["face_path"] for d in docs}
+    assert list(gcs.list_blobs(stack.uploads_bucket, prefix=f"uploads/{owner}/")) == []
     retried = sum(a > 1 for a in attempts)
     print(f"\n300 deliveries of 100 uploads in {took:.1f} s; {retried} were asked to retry")
 
 
 def test_a_claim_left_by_a_dead_delivery_is_taken_over(stack: Stack, db: Any, gcs: Any) -> None:
     owner = "dead" + uuid.uuid4().hex[:8]
-    resource = put(stack, gcs, f"uploads/{owner}/u1.jpg", SELFIE.read_bytes())
+    upload_id, resource = put(stack, gcs, owner, SELFIE.read_bytes())
     now = datetime.now(UTC)
     # What a delivery that crashed six minutes ago, mid-way, leaves behind.
-    db.document(f"uploads/{owner}:u1").set(
-        {
-            "owner": owner, "upload_id": "u1", "status": "processing", "source_bucket": stack.uploads_bucket,
-            "source_path": resource["name"], "generation": resource["generation"],
-            "created_at": now - timedelta(minutes=6), "expires_at": now + timedelta(days=30),
-            "claim_id": "crashed", "timings_ms": {},
-        }
+    db.document(f"uploads/{owner}:{upload_id}").update(
+        {"status": "processing", "generation": resource["generation"], "claim_id": "crashed",
+         "claimed_at": now - timedelta(minutes=6), "expires_at": now + timedelta(days=30)}
     )  # fmt: skip
     assert post_event(stack, resource, uuid.uuid4().hex) == 200
-    doc = db.document(f"uploads/{owner}:u1").get().to_dict()
+    doc = db.document(f"uploads/{owner}:{upload_id}").get().to_dict()
     assert doc["status"] == "ready" and doc["claim_id"] != "crashed"
+
+
+def test_after_all_of_the_above_every_object_is_named_by_exactly_one_document(
+    stack: Stack, db: Any, gcs: Any
+) -> None:
+    report = audit(db, gcs, (stack.uploads_bucket, stack.assets_bucket))
+    assert report.ok, report.summary()
+    assert report.objects > 100

@@ -23,7 +23,7 @@ from pixme.conversation import PENDING, UNFINISHED, Session, Turn, Upload, uploa
 from pixme.errors import Conflict, NotFound, Unavailable
 from pixme.ports import UploadUsage
 
-_CONTENDED_ATTEMPTS = 5
+_CONTENDED_ATTEMPTS = 8
 T = TypeVar("T")
 _TRANSIENT = (
     gexc.ServiceUnavailable,
