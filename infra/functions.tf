@@ -29,7 +29,7 @@ resource "google_cloudfunctions2_function" "fn" {
     ingress_settings                 = each.value.ingress
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.sa[each.value.identity].email
-    environment_variables            = local.function_env
+    environment_variables            = local.function_env[each.key]
   }
 
   # Only on_upload has an event trigger; the others are plain HTTPS functions.
@@ -68,6 +68,7 @@ resource "google_cloudfunctions2_function" "fn" {
     google_project_service.apis,
     google_project_iam_member.project,
     google_storage_bucket_iam_member.buckets,
+    google_service_account_iam_member.signs_as_itself,
   ]
 }
 

@@ -45,6 +45,15 @@ locals {
       calls_model = false
       ingress     = "ALLOW_ALL"
     }
+    uploads = {
+      entry_point = "uploads"
+      description = "Registers a selfie upload and returns a signed PUT URL for it; reports its status; deletes it with everything made from it."
+      identity    = "uploads"
+      trigger     = "https"
+      public      = true
+      calls_model = false
+      ingress     = "ALLOW_ALL"
+    }
     cleanup = {
       entry_point = "cleanup"
       description = "Deletes expired sessions, uploads and their images; called by Cloud Scheduler."
@@ -58,11 +67,13 @@ locals {
 
   # min_instances 0 everywhere: no always-on cost. max_instances bounds spend.
   # A full-size phone photo is decoded in memory, hence 1Gi and a whole CPU for ingest.
+  # uploads' DELETE removes an upload with its sessions' images, one object at a time.
   function_defaults = {
     on_upload = { memory = "1Gi", cpu = "1", timeout_s = 180, min_instances = 0, max_instances = 20, concurrency = 1 }
     generate  = { memory = "512Mi", cpu = null, timeout_s = 120, min_instances = 0, max_instances = 20, concurrency = 1 }
     edit      = { memory = "512Mi", cpu = null, timeout_s = 120, min_instances = 0, max_instances = 20, concurrency = 1 }
     sessions  = { memory = "512Mi", cpu = null, timeout_s = 30, min_instances = 0, max_instances = 20, concurrency = 1 }
+    uploads   = { memory = "512Mi", cpu = null, timeout_s = 60, min_instances = 0, max_instances = 20, concurrency = 1 }
     cleanup   = { memory = "512Mi", cpu = null, timeout_s = 900, min_instances = 0, max_instances = 1, concurrency = 1 }
   }
 
@@ -74,27 +85,51 @@ locals {
     )
   }
 
-  # Every function gets the same settings: config.py reads them all at start.
-  # Only the api functions sign URLs, as the api service account.
-  function_env = {
-    GOOGLE_CLOUD_PROJECT          = var.project_id
-    GOOGLE_GENAI_USE_VERTEXAI     = "true"
-    GOOGLE_CLOUD_LOCATION         = var.app.vertex_location
-    PIXME_UPLOADS_BUCKET          = google_storage_bucket.uploads.name
-    PIXME_ASSETS_BUCKET           = google_storage_bucket.assets.name
-    PIXME_MODEL                   = var.app.model
-    PIXME_MODELS                  = var.app.models
-    PIXME_RETENTION_DAYS          = tostring(var.app.retention_days)
-    PIXME_URL_TTL_S               = tostring(var.app.url_ttl_s)
-    PIXME_MODEL_TIMEOUT_S         = tostring(var.app.model_timeout_s)
-    PIXME_MODEL_DEADLINE_S        = tostring(var.app.model_deadline_s)
-    PIXME_MAX_EVENT_AGE_S         = tostring(var.app.max_event_age_s)
-    PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["api"].email
-    # Ingest policies (README, Settings): the code's defaults, written out.
-    PIXME_NO_FACE            = "reject"
-    PIXME_MULTIPLE_FACES     = "reject"
-    PIXME_REJECTED_ORIGINALS = "delete"
+  # Settings every function reads (config.py reads them all at start).
+  common_env = {
+    GOOGLE_CLOUD_PROJECT      = var.project_id
+    GOOGLE_GENAI_USE_VERTEXAI = "true"
+    GOOGLE_CLOUD_LOCATION     = var.app.vertex_location
+    PIXME_UPLOADS_BUCKET      = google_storage_bucket.uploads.name
+    PIXME_ASSETS_BUCKET       = google_storage_bucket.assets.name
+    PIXME_MODEL               = var.app.model
+    PIXME_MODELS              = var.app.models
+    PIXME_RETENTION_DAYS      = tostring(var.app.retention_days)
+    PIXME_URL_TTL_S           = tostring(var.app.url_ttl_s)
+    PIXME_MODEL_TIMEOUT_S     = tostring(var.app.model_timeout_s)
+    PIXME_MODEL_DEADLINE_S    = tostring(var.app.model_deadline_s)
+    PIXME_MAX_EVENT_AGE_S     = tostring(var.app.max_event_age_s)
   }
+
+  # Settings only some functions use. A function that signs URLs signs as its
+  # own runtime account, the only one it holds token creator on (iam.tf).
+  function_env_extra = {
+    on_upload = {
+      # Ingest policies (README, Settings): the code's defaults, written out.
+      PIXME_NO_FACE            = "reject"
+      PIXME_MULTIPLE_FACES     = "reject"
+      PIXME_REJECTED_ORIGINALS = "delete"
+      PIXME_FACE_MIN_SCORE     = tostring(var.app.face_min_score)
+      PIXME_SECOND_FACE_RATIO  = tostring(var.app.second_face_ratio)
+    }
+    generate = { PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["api"].email }
+    edit     = { PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["api"].email }
+    sessions = { PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["api"].email }
+    uploads = {
+      PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["uploads"].email
+      PIXME_UPLOAD_URL_TTL_S        = tostring(var.app.upload_url_ttl_s)
+      PIXME_DAILY_UPLOADS           = tostring(var.app.daily_uploads)
+      PIXME_MAX_PENDING_UPLOADS     = tostring(var.app.max_pending_uploads)
+    }
+    cleanup = {}
+  }
+
+  function_env = {
+    for name in keys(local.function_specs) : name => merge(local.common_env, local.function_env_extra[name])
+  }
+
+  # Accounts that sign URLs through IAM signBlob, each as itself (iam.tf).
+  signing_identities = toset(["api", "uploads"])
 
   required_apis = [
     "aiplatform.googleapis.com",
@@ -104,6 +139,11 @@ locals {
     "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
     "eventarc.googleapis.com",
+    # Firebase: the project is a Firebase project (Firebase Auth issues the
+    # app's ID tokens); the stack links its buckets and releases security rules.
+    "firebase.googleapis.com",
+    "firebaserules.googleapis.com",
+    "firebasestorage.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",

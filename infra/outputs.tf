@@ -9,7 +9,7 @@ output "cleanup_url" {
 }
 
 output "uploads_bucket" {
-  description = "Bucket the app writes selfies to, as uploads/<uid>/<upload_id>.<ext>."
+  description = "Bucket of the raw selfies, uploads/<uid>/<upload_id>; the app writes to it only through the signed PUT URL the uploads function returns."
   value       = google_storage_bucket.uploads.name
 }
 

@@ -14,10 +14,16 @@ resource "google_storage_bucket" "uploads" {
     retention_duration_seconds = 0
   }
 
-  # Raw uploads matter only until ingest has normalized them.
+  # The app writes here only through the signed PUT URLs of the uploads
+  # function; no principal may write otherwise (iam.tf), and the security
+  # rules (rules.tf) shut the Firebase SDKs out. on_upload deletes each
+  # original once ingested or rejected, and any object no pending upload names;
+  # the app's cleanup removes uploads that never completed. This rule is the
+  # safety net: it deletes whatever is a day old (the shortest useful age), not
+  # sooner, so Eventarc's 24 hours of retries still find the original.
   lifecycle_rule {
     condition {
-      age = var.upload_retention_days
+      age = 1
     }
     action {
       type = "Delete"

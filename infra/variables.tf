@@ -31,7 +31,7 @@ variable "firestore_location" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of every resource name (functions, service accounts, buckets, scheduler job)."
+  description = "Prefix of every resource name (functions, service accounts, buckets, scheduler job, the custom IAM role)."
   type        = string
   default     = "pixme"
 
@@ -49,7 +49,7 @@ variable "labels" {
 }
 
 variable "app" {
-  description = "Application settings passed to every function as PIXME_* environment variables (read by functions/pixme/config.py)."
+  description = "Application settings passed to the functions as PIXME_* environment variables (read by functions/pixme/config.py; main.tf says which function gets which). Defaults are the code's."
   type = object({
     model            = optional(string, "gemini-3.1-flash-image")
     models           = optional(string, "flash=gemini-3.1-flash-image,pro=gemini-3-pro-image")
@@ -59,6 +59,15 @@ variable "app" {
     model_deadline_s = optional(number, 90)
     max_event_age_s  = optional(number, 3600)
     vertex_location  = optional(string, "global")
+    # uploads: lifetime of the signed PUT URL, uploads a user may start per
+    # UTC day, and unfinished uploads a user may have at once.
+    upload_url_ttl_s    = optional(number, 600)
+    daily_uploads       = optional(number, 20)
+    max_pending_uploads = optional(number, 3)
+    # on_upload: face detector score (0-100) from which a candidate counts, and
+    # how wide, relative to the largest face, another must be to count as a second.
+    face_min_score    = optional(number, 70)
+    second_face_ratio = optional(number, 0.5)
   })
   default = {}
 
@@ -98,10 +107,37 @@ variable "app" {
     condition     = can(regex("^[a-z0-9-]+$", var.app.vertex_location))
     error_message = "app.vertex_location must be a Vertex AI location such as global or europe-west1."
   }
+
+  validation {
+    # The app PUTs right after asking; the code accepts up to 7 days, but a
+    # long-lived URL is a standing write credential for the uploads bucket.
+    condition     = floor(var.app.upload_url_ttl_s) == var.app.upload_url_ttl_s && var.app.upload_url_ttl_s >= 60 && var.app.upload_url_ttl_s <= 3600
+    error_message = "app.upload_url_ttl_s must be a whole number of seconds between 60 and 3600."
+  }
+
+  validation {
+    condition     = floor(var.app.daily_uploads) == var.app.daily_uploads && var.app.daily_uploads >= 1 && var.app.daily_uploads <= 1000
+    error_message = "app.daily_uploads must be a whole number between 1 and 1000."
+  }
+
+  validation {
+    condition     = floor(var.app.max_pending_uploads) == var.app.max_pending_uploads && var.app.max_pending_uploads >= 1 && var.app.max_pending_uploads <= min(20, var.app.daily_uploads)
+    error_message = "app.max_pending_uploads must be a whole number between 1 and 20, and at most app.daily_uploads."
+  }
+
+  validation {
+    condition     = floor(var.app.face_min_score) == var.app.face_min_score && var.app.face_min_score >= 1 && var.app.face_min_score <= 100
+    error_message = "app.face_min_score must be a whole number between 1 and 100."
+  }
+
+  validation {
+    condition     = var.app.second_face_ratio >= 0.05 && var.app.second_face_ratio <= 1
+    error_message = "app.second_face_ratio must be between 0.05 and 1 (a fraction of the largest face's width)."
+  }
 }
 
 variable "functions" {
-  description = "Per-function overrides of the sizing defaults in main.tf (keys: on_upload, generate, edit, sessions, cleanup). Unset attributes keep their defaults."
+  description = "Per-function overrides of the sizing defaults in main.tf (keys: on_upload, generate, edit, sessions, uploads, cleanup). Unset attributes keep their defaults."
   type = map(object({
     memory        = optional(string)
     cpu           = optional(string)
@@ -113,8 +149,8 @@ variable "functions" {
   default = {}
 
   validation {
-    condition     = alltrue([for name in keys(var.functions) : contains(["on_upload", "generate", "edit", "sessions", "cleanup"], name)])
-    error_message = "functions keys must be among on_upload, generate, edit, sessions, cleanup."
+    condition     = alltrue([for name in keys(var.functions) : contains(["on_upload", "generate", "edit", "sessions", "uploads", "cleanup"], name)])
+    error_message = "functions keys must be among on_upload, generate, edit, sessions, uploads, cleanup."
   }
 
   validation {
@@ -161,17 +197,6 @@ variable "build_service_account" {
   validation {
     condition     = var.build_service_account == null ? true : can(regex("^projects/[^/]+/serviceAccounts/[^/]+@[^/]+$", var.build_service_account))
     error_message = "build_service_account must be a full name: projects/PROJECT/serviceAccounts/EMAIL."
-  }
-}
-
-variable "upload_retention_days" {
-  description = "Lifecycle age, in days, after which raw uploads are deleted. Ingest has copied a normalized selfie to the assets bucket by then; the original (with its metadata) is not kept longer than needed."
-  type        = number
-  default     = 1
-
-  validation {
-    condition     = floor(var.upload_retention_days) == var.upload_retention_days && var.upload_retention_days >= 1 && var.upload_retention_days <= 30
-    error_message = "upload_retention_days must be a whole number between 1 and 30."
   }
 }
 

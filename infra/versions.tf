@@ -6,6 +6,11 @@ terraform {
       source  = "hashicorp/google"
       version = "~> 7.0"
     }
+    # Only for google_firebase_storage_bucket (rules.tf), which is beta-only.
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = "~> 7.0"
+    }
     archive = {
       source = "hashicorp/archive"
       # 2.5 added glob patterns to archive_file excludes.
@@ -19,6 +24,13 @@ terraform {
 }
 
 provider "google" {
+  project = var.project_id
+  region  = var.region
+
+  default_labels = merge(var.labels, { app = "pixme" })
+}
+
+provider "google-beta" {
   project = var.project_id
   region  = var.region
 

@@ -9,6 +9,7 @@ functions get is the one the code reads.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -24,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 FUNCTIONS_DIR = ROOT / "functions"
 
-FUNCTIONS = {"on_upload", "generate", "edit", "sessions", "cleanup"}
-PUBLIC_FUNCTIONS = {"generate", "edit", "sessions"}
+FUNCTIONS = {"on_upload", "generate", "edit", "sessions", "uploads", "cleanup"}
+PUBLIC_FUNCTIONS = {"generate", "edit", "sessions", "uploads"}
+# Every function gets these; the signing account only the functions that sign.
 REQUIRED_ENV = {
     "GOOGLE_CLOUD_PROJECT",
     "PIXME_UPLOADS_BUCKET",
@@ -35,15 +37,40 @@ REQUIRED_ENV = {
     "PIXME_RETENTION_DAYS",
     "PIXME_URL_TTL_S",
     "PIXME_MODEL_TIMEOUT_S",
-    "PIXME_SIGNING_SERVICE_ACCOUNT",
     "GOOGLE_GENAI_USE_VERTEXAI",
     "GOOGLE_CLOUD_LOCATION",
 }
 REQUIRED_APIS = (
     "cloudfunctions", "run", "eventarc", "pubsub", "storage", "firestore",
     "cloudscheduler", "aiplatform", "iamcredentials", "cloudbuild", "artifactregistry",
+    "firebase", "firebaserules", "firebasestorage",
 )  # fmt: skip
-FORBIDDEN_ROLES = {"roles/owner", "roles/editor", "roles/storage.admin"}
+FORBIDDEN_ROLES = {"roles/owner", "roles/editor", "roles/storage.admin", "roles/storage.objectAdmin"}
+TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"
+SIGNING_ACCOUNT = "PIXME_SIGNING_SERVICE_ACCOUNT"
+
+# The object permissions that matter here, per predefined role.
+GET, LIST, CREATE, UPDATE, DELETE = (
+    "storage.objects.get", "storage.objects.list", "storage.objects.create",
+    "storage.objects.update", "storage.objects.delete",
+)  # fmt: skip
+PREDEFINED_OBJECT_ROLES = {
+    "roles/storage.objectViewer": {GET, LIST},
+    "roles/storage.objectCreator": {CREATE},
+    "roles/storage.objectUser": {GET, LIST, CREATE, UPDATE, DELETE},
+}
+# What each runtime identity may do in each bucket, and nothing more.
+BUCKET_ACCESS = {
+    # Reads the raw upload and deletes it; never writes there (it would re-trigger itself).
+    ("ingest", "uploads"): {GET, LIST, DELETE},
+    ("ingest", "assets"): {GET, LIST, CREATE, UPDATE, DELETE},
+    ("api", "assets"): {GET, LIST, CREATE, UPDATE, DELETE},
+    # Signs create-only PUT URLs (a signed URL acts with the signer's rights); deletes uploads.
+    ("uploads", "uploads"): {CREATE, DELETE},
+    ("uploads", "assets"): {GET, LIST, DELETE},
+    ("cleanup", "uploads"): {GET, LIST, DELETE},
+    ("cleanup", "assets"): {GET, LIST, DELETE},
+}
 INVOKER_RESOURCES = (
     "google_cloud_run_service_iam_member",
     "google_cloud_run_v2_service_iam_member",
@@ -189,10 +216,59 @@ def invoker_grants(tf: Config) -> list[tuple[str, dict[str, Any]]]:
     return grants
 
 
+def function_envs(tf: Config) -> dict[str, dict[str, str]]:
+    """The environment of each function: the common settings plus its own."""
+    expression = tf.locals["function_env"]
+    assert "for name in keys(local.function_specs)" in expression
+    assert "merge(local.common_env, local.function_env_extra[name])" in expression
+    common = tf.locals["common_env"]
+    extra = tf.locals["function_env_extra"]
+    assert set(extra) == set(tf.locals["function_specs"]), "every function needs an entry, even an empty one"
+    return {name: {**common, **own} for name, own in extra.items()}
+
+
+def role_permissions(tf: Config, role: str) -> set[str]:
+    if role in PREDEFINED_OBJECT_ROLES:
+        return PREDEFINED_OBJECT_ROLES[role]
+    assert role == "${local.object_deleter}", f"unexpected bucket role {role}"
+    assert tf.locals["object_deleter"] == "${google_project_iam_custom_role.object_deleter.name}"
+    return set(tf.resource("google_project_iam_custom_role", "object_deleter")["permissions"])
+
+
+def bucket_grants(tf: Config) -> list[dict[str, Any]]:
+    grants = tf.resource("google_storage_bucket_iam_member", "buckets")
+    assert grants["role"] == "${each.value.role}"
+    entries = tf.locals[local_name(grants["for_each"])]
+    assert isinstance(entries, dict)
+    return list(entries.values())
+
+
+def bucket_access(tf: Config) -> dict[tuple[str, str], set[str]]:
+    """Object permissions per (identity, bucket), from every bucket grant."""
+    access: dict[tuple[str, str], set[str]] = {}
+    for entry in bucket_grants(tf):
+        key = (entry["identity"], entry["bucket"])
+        access.setdefault(key, set()).update(role_permissions(tf, entry["role"]))
+    return access
+
+
+def sa_member(identity: str) -> str:
+    return f'serviceAccount:${{google_service_account.sa["{identity}"].email}}'
+
+
+def rules_statements(path: Path) -> tuple[str, list[str]]:
+    """A rules file without comments, and its allow statements (whitespace collapsed)."""
+    text = re.sub(r"/\*.*?\*/", " ", path.read_text(), flags=re.S)
+    text = re.sub(r"//[^\n]*", " ", text)
+    statements = [" ".join(m.split()) for m in re.findall(r"\ballow\b([^;]*);", text)]
+    assert len(re.findall(r"\ballow\b", text)) == len(statements), f"{path.name}: an allow without ';'"
+    return text, statements
+
+
 # --- functions and triggers ------------------------------------------------
 
 
-def test_the_five_functions_exist_with_their_entry_points(tf: Config, specs: dict[str, Any]) -> None:
+def test_every_function_exists_with_its_entry_point(tf: Config, specs: dict[str, Any]) -> None:
     assert set(specs) == FUNCTIONS
     assert {name: s["entry_point"] for name, s in specs.items()} == {n: n for n in FUNCTIONS}
     assert "local.function_specs" in tf.locals["functions"]
@@ -316,28 +392,69 @@ def test_no_storage_role_at_project_level(tf: Config) -> None:
 
 
 def test_storage_roles_are_bucket_scoped_object_roles(tf: Config) -> None:
-    grants = tf.resource("google_storage_bucket_iam_member", "buckets")
-    assert grants["role"] == "${each.value.role}"
-    entries = tf.locals[local_name(grants["for_each"])].values()
-    assert {e["role"] for e in entries} <= {
-        "roles/storage.objectViewer",
-        "roles/storage.objectCreator",
-        "roles/storage.objectUser",
-    }
+    entries = bucket_grants(tf)
+    assert {e["role"] for e in entries} <= set(PREDEFINED_OBJECT_ROLES) | {"${local.object_deleter}"}
     assert {e["bucket"] for e in entries} == {"uploads", "assets"}
+    assert tf.locals["buckets"] == {
+        "uploads": "${google_storage_bucket.uploads.name}",
+        "assets": "${google_storage_bucket.assets.name}",
+    }
+    # The one custom role deletes objects and does nothing else.
+    assert tf.resources("google_project_iam_custom_role").keys() == {"object_deleter"}
+    assert role_permissions(tf, "${local.object_deleter}") == {DELETE}
 
 
-def test_api_may_sign_urls_only_as_itself(tf: Config) -> None:
+def test_each_identity_gets_exactly_its_bucket_access(tf: Config) -> None:
+    assert bucket_access(tf) == BUCKET_ACCESS
+
+
+def test_no_one_but_our_runtime_accounts_has_bucket_access(tf: Config) -> None:
+    # The app uses signed URLs only: no grant to users, groups, allUsers or
+    # Firebase principals, and no authoritative bucket policy that could add one.
+    assert not tf.resource_types() & {"google_storage_bucket_iam_binding", "google_storage_bucket_iam_policy"}
+    assert tf.resources("google_storage_bucket_iam_member").keys() == {"buckets"}
+    grants = tf.resource("google_storage_bucket_iam_member", "buckets")
+    assert grants["member"] == "serviceAccount:${google_service_account.sa[each.value.identity].email}"
+    runtimes = {s["identity"] for s in tf.locals["function_specs"].values()}
+    assert {e["identity"] for e in bucket_grants(tf)} <= runtimes
+
+
+def test_on_upload_reads_and_deletes_in_the_uploads_bucket_but_never_writes(tf: Config) -> None:
+    access = bucket_access(tf)[("ingest", "uploads")]
+    assert {GET, DELETE} <= access
+    assert not access & {CREATE, UPDATE}
+
+
+def test_signers_sign_only_as_themselves(tf: Config, specs: dict[str, Any]) -> None:
     grants = tf.resources("google_service_account_iam_member")
-    creators = [g for g in grants.values() if g["role"] == "roles/iam.serviceAccountTokenCreator"]
-    assert creators == [
-        {
-            "service_account_id": '${google_service_account.sa["api"].name}',
-            "role": "roles/iam.serviceAccountTokenCreator",
-            "member": 'serviceAccount:${google_service_account.sa["api"].email}',
+    creators = {name: g for name, g in grants.items() if g["role"] == TOKEN_CREATOR}
+    assert creators == {
+        "signs_as_itself": {
+            "for_each": "${local.signing_identities}",
+            "service_account_id": "${google_service_account.sa[each.key].name}",
+            "role": TOKEN_CREATOR,
+            "member": "serviceAccount:${google_service_account.sa[each.key].email}",
         }
-    ]
-    assert "roles/iam.serviceAccountTokenCreator" not in project_roles(tf)
+    }
+    assert tf.locals["signing_identities"] == '${toset(["api", "uploads"])}'
+    assert TOKEN_CREATOR not in project_roles(tf)
+
+    # A function that signs names its own runtime account, which holds the
+    # role on itself; no function names another's.
+    signers = set()
+    for name, env in function_envs(tf).items():
+        if SIGNING_ACCOUNT in env:
+            identity = specs[name]["identity"]
+            assert env[SIGNING_ACCOUNT] == f'${{google_service_account.sa["{identity}"].email}}', name
+            signers.add(identity)
+    assert signers == {"api", "uploads"}
+
+    # Renaming the api's grant moved it instead of revoking and re-granting it.
+    moved = {
+        "from": "${google_service_account_iam_member.api_signs_as_itself}",
+        "to": '${google_service_account_iam_member.signs_as_itself["api"]}',
+    }
+    assert moved in tf.blocks["moved"]
 
 
 def test_runtime_identities_are_separate(tf: Config, specs: dict[str, Any]) -> None:
@@ -346,13 +463,35 @@ def test_runtime_identities_are_separate(tf: Config, specs: dict[str, Any]) -> N
         "generate": "api",
         "edit": "api",
         "sessions": "api",
+        "uploads": "uploads",
         "cleanup": "cleanup",
     }
-    assert set(tf.locals["service_accounts"]) == {"ingest", "api", "cleanup", "trigger", "scheduler"}
+    runtimes = {"ingest", "api", "uploads", "cleanup"}
+    assert set(tf.locals["service_accounts"]) == runtimes | {"trigger", "scheduler"}
     service = block(tf.resource("google_cloudfunctions2_function", "fn"), "service_config")
     assert service["service_account_email"] == "${google_service_account.sa[each.value.identity].email}"
     vertex = [e for e in tf.locals["project_roles"].values() if e["role"] == "roles/aiplatform.user"]
     assert [e["member"] for e in vertex] == ['serviceAccount:${google_service_account.sa["api"].email}']
+
+
+def test_uploads_is_public_https_with_its_own_narrow_identity(tf: Config, specs: dict[str, Any]) -> None:
+    spec = specs["uploads"]
+    assert spec["entry_point"] == "uploads"
+    assert spec["trigger"] == "https" and spec["public"] is True and spec["ingress"] == "ALLOW_ALL"
+    assert spec["calls_model"] is False
+    # Its own service account, shared with no other function.
+    assert spec["identity"] == "uploads"
+    assert [name for name, s in specs.items() if s["identity"] == "uploads"] == ["uploads"]
+
+    # Project level: Firestore only; no storage role, no Vertex AI.
+    member = sa_member("uploads")
+    project = [e["role"] for e in tf.locals["project_roles"].values() if e["member"] == member]
+    assert project == ["roles/datastore.user"]
+    # Buckets: create and delete in uploads, read and delete in assets; no admin role.
+    roles = {e["role"] for e in bucket_grants(tf) if e["identity"] == "uploads"}
+    assert roles == {"roles/storage.objectCreator", "roles/storage.objectViewer", "${local.object_deleter}"}
+    assert not roles & FORBIDDEN_ROLES
+    assert not bucket_access(tf)[("uploads", "assets")] & {CREATE, UPDATE}
 
 
 # --- environment -----------------------------------------------------------
@@ -360,13 +499,16 @@ def test_runtime_identities_are_separate(tf: Config, specs: dict[str, Any]) -> N
 
 def test_every_function_gets_the_pixme_environment(tf: Config) -> None:
     service = block(tf.resource("google_cloudfunctions2_function", "fn"), "service_config")
-    assert service["environment_variables"] == "${local.function_env}"
-    env = tf.locals["function_env"]
-    assert set(env) >= REQUIRED_ENV
-    assert env["GOOGLE_GENAI_USE_VERTEXAI"] == "true"
-    assert env["PIXME_SIGNING_SERVICE_ACCOUNT"] == '${google_service_account.sa["api"].email}'
-    assert env["PIXME_UPLOADS_BUCKET"] == "${google_storage_bucket.uploads.name}"
-    assert env["PIXME_ASSETS_BUCKET"] == "${google_storage_bucket.assets.name}"
+    assert service["environment_variables"] == "${local.function_env[each.key]}"
+    envs = function_envs(tf)
+    assert set(envs) == FUNCTIONS
+    for name, env in envs.items():
+        assert set(env) >= REQUIRED_ENV, name
+        assert env["GOOGLE_GENAI_USE_VERTEXAI"] == "true"
+        assert env["PIXME_UPLOADS_BUCKET"] == "${google_storage_bucket.uploads.name}"
+        assert env["PIXME_ASSETS_BUCKET"] == "${google_storage_bucket.assets.name}"
+    signing = {name for name, env in envs.items() if SIGNING_ACCOUNT in env}
+    assert signing == {"generate", "edit", "sessions", "uploads"}
 
     app_type = tf.variables["app"]["type"]
     assert variable_default(app_type, "model") == "gemini-3.1-flash-image"
@@ -376,13 +518,49 @@ def test_every_function_gets_the_pixme_environment(tf: Config) -> None:
     assert variable_default(app_type, "vertex_location") == "global"
 
 
+# Settings only one function uses: which function, and the app attribute it comes from.
+OWN_SETTINGS = {
+    "PIXME_UPLOAD_URL_TTL_S": ("uploads", "upload_url_ttl_s"),
+    "PIXME_DAILY_UPLOADS": ("uploads", "daily_uploads"),
+    "PIXME_MAX_PENDING_UPLOADS": ("uploads", "max_pending_uploads"),
+    "PIXME_FACE_MIN_SCORE": ("on_upload", "face_min_score"),
+    "PIXME_SECOND_FACE_RATIO": ("on_upload", "second_face_ratio"),
+}
+
+
+def test_upload_and_face_settings_reach_the_function_that_uses_them(tf: Config) -> None:
+    envs = function_envs(tf)
+    validations = " ".join(v["condition"] for v in tf.variables["app"]["validation"])
+    for variable, (function, attribute) in OWN_SETTINGS.items():
+        assert envs[function][variable] == f"${{tostring(var.app.{attribute})}}", variable
+        assert [name for name, env in envs.items() if variable in env] == [function], variable
+        assert f"var.app.{attribute}" in validations, f"app.{attribute} is not validated"
+
+
+def test_app_defaults_are_the_codes_defaults(tf: Config) -> None:
+    if str(FUNCTIONS_DIR) not in sys.path:
+        sys.path.insert(0, str(FUNCTIONS_DIR))
+    from pixme.config import Settings
+
+    code: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Settings)}
+    app_type = tf.variables["app"]["type"]
+    attributes = re.findall(r"\b(\w+)\s*=\s*optional\(number", app_type)
+    assert {a for _, a in OWN_SETTINGS.values()} <= set(attributes)
+    for attribute in attributes:
+        assert float(variable_default(app_type, attribute)) == float(code[attribute]), attribute
+    assert variable_default(app_type, "model") == code["model"]
+
+
 def test_infra_sets_only_variables_the_code_reads(tf: Config) -> None:
     if str(FUNCTIONS_DIR) not in sys.path:
         sys.path.insert(0, str(FUNCTIONS_DIR))
     from pixme.config import ENV_VARS
 
-    set_by_infra = {k for k in tf.locals["function_env"] if k.startswith("PIXME_")}
-    assert set_by_infra <= set(ENV_VARS), f"not read by the code: {set_by_infra - set(ENV_VARS)}"
+    for name, env in function_envs(tf).items():
+        set_by_infra = {k for k in env if k.startswith("PIXME_")}
+        assert set_by_infra, name
+        assert set_by_infra <= set(ENV_VARS), f"{name}: not read by the code: {set_by_infra - set(ENV_VARS)}"
+    assert set(OWN_SETTINGS) <= set(ENV_VARS)
     assert "GOOGLE_CLOUD_PROJECT" in ENV_VARS
 
 
@@ -447,7 +625,8 @@ def test_data_buckets_expire_objects(tf: Config) -> None:
             if block(rule, "action")["type"] == "Delete"
         ]
 
-    assert delete_ages(tf.resource("google_storage_bucket", "uploads")) == ["${var.upload_retention_days}"]
+    # Originals are deleted right after ingest; the rule is a one-day safety net.
+    assert delete_ages(tf.resource("google_storage_bucket", "uploads")) == [1]
     assert delete_ages(tf.resource("google_storage_bucket", "assets")) == ["${var.app.retention_days + 1}"]
 
 
@@ -466,6 +645,61 @@ def test_required_apis_are_enabled(tf: Config) -> None:
     assert {f"{name}.googleapis.com" for name in REQUIRED_APIS} <= set(tf.locals["required_apis"])
     service = tf.resource("google_project_service", "apis")
     assert service["disable_on_destroy"] is False
+
+
+# --- security rules --------------------------------------------------------
+
+RULES = {
+    # file: (service, the match that must cover everything)
+    "firestore.rules": ("cloud.firestore", "/{document=**}"),
+    "storage.rules": ("firebase.storage", "/{allPaths=**}"),
+}
+METHOD = "(read|write|get|list|create|update|delete)"
+DENY_ALL = re.compile(rf"^{METHOD}(, {METHOD})*: if false$")
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_rules_deny_every_client_request(name: str) -> None:
+    path = INFRA / name
+    assert path.is_file(), f"missing infra/{name}"
+    text, statements = rules_statements(path)
+    service, catch_all = RULES[name]
+    assert re.search(rf"\bservice\s+{re.escape(service)}\s*{{", text), f"{name} is not for {service}"
+    assert "rules_version = '2';" in text
+    assert f"match {catch_all}" in text
+    # At least the explicit deny, and no allow that is anything but a deny.
+    assert "read, write: if false" in statements
+    assert all(DENY_ALL.match(s) for s in statements), f"{name} allows something: {statements}"
+
+
+def test_rules_are_released_for_firestore_and_both_buckets(tf: Config) -> None:
+    rulesets = tf.resources("google_firebaserules_ruleset")
+    assert set(rulesets) == {"firestore", "storage"}
+    for key, file in (("firestore", "firestore.rules"), ("storage", "storage.rules")):
+        files = block(rulesets[key], "source")["files"]
+        assert files == [{"name": file, "content": f'${{file("${{path.module}}/{file}")}}'}], key
+
+    releases = tf.resources("google_firebaserules_release")
+    assert set(releases) == {"firestore", "storage"}
+    firestore = releases["firestore"]
+    assert firestore["name"] == "cloud.firestore"
+    assert firestore["ruleset_name"].endswith("${google_firebaserules_ruleset.firestore.name}")
+    assert firestore["depends_on"] == ["${google_firestore_database.default}"]
+
+    # One storage release per bucket, each on a bucket linked to Firebase.
+    storage = releases["storage"]
+    assert storage["for_each"] == "${local.buckets}" and set(tf.locals["buckets"]) == {"uploads", "assets"}
+    assert storage["name"] == "firebase.storage/${google_firebase_storage_bucket.linked[each.key].bucket_id}"
+    assert storage["ruleset_name"].endswith("${google_firebaserules_ruleset.storage.name}")
+    linked = tf.resource("google_firebase_storage_bucket", "linked")
+    assert linked["for_each"] == "${local.buckets}" and linked["bucket_id"] == "${each.value}"
+    assert linked["provider"] == "google-beta"
+    assert "google-beta" in tf.blocks["terraform"][0]["required_providers"][0]
+
+    # A changed rules file is a new ruleset; its releases follow it.
+    for key, release in releases.items():
+        triggers = block(release, "lifecycle")["replace_triggered_by"]
+        assert triggers == [f"${{google_firebaserules_ruleset.{key}}}"]
 
 
 # --- files -----------------------------------------------------------------
