@@ -46,10 +46,10 @@ def uploads(request: Request) -> Response:
         if len(parts) > 1:
             raise NotFound("route_not_found", "No such route.")
         if request.method == "POST" and not parts:
-            uid = caller(request)
+            uid = caller(request).uid
             return 201, wiring.upload_service().start(uid, UploadRequest.parse(body_of(request)))
         if request.method in ("GET", "DELETE") and parts:
-            uid = caller(request)
+            uid = caller(request).uid
             service = wiring.upload_service()
             if request.method == "GET":
                 return 200, service.status(uid, parts[0])
@@ -62,7 +62,7 @@ def uploads(request: Request) -> Response:
 @functions_framework.http
 def generate(request: Request) -> Response:
     def action() -> tuple[int, dict[str, Any]]:
-        uid = caller(request)
+        uid = caller(request).uid
         req = GenerateRequest.parse(body_of(request), wiring.settings())
         return 201, wiring.avatars().generate(uid, req, request.headers.get("Idempotency-Key"))
 
@@ -72,7 +72,7 @@ def generate(request: Request) -> Response:
 @functions_framework.http
 def edit(request: Request) -> Response:
     def action() -> tuple[int, dict[str, Any]]:
-        uid = caller(request)
+        uid = caller(request).uid
         req = EditRequest.parse(body_of(request), wiring.settings())
         return 201, wiring.avatars().edit(uid, req, request.headers.get("Idempotency-Key"))
 
@@ -90,7 +90,7 @@ def sessions(request: Request) -> Response:
             from pixme.services.library import styles
 
             return 200, styles()
-        uid = caller(request)
+        uid = caller(request).uid
         library = wiring.library()
         if not parts:
             return 200, library.sessions_of(uid)

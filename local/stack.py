@@ -927,14 +927,19 @@ def _print_summary(stack: Stack, token: str | None, env_file: Path) -> None:
     if token and sessions:
         w("\nTry:\n")
         w(f'  curl -H "Authorization: Bearer $TOKEN" "{sessions}/styles"\n')
-    if d["storage_url"]:
+    uploads = d["functions"].get("uploads")
+    if token and uploads and d["signed_urls_url"]:
         selfie = REPO_ROOT / "assets" / "selfie-astronaut.png"
         path = os.path.relpath(selfie) if selfie.exists() else "path/to/selfie.png"
+        w("\nUpload a selfie as the app does (needs jq): a ticket, the PUT it describes, the status:\n")
         w(
-            f"  curl -X POST --data-binary @{path} -H 'Content-Type: image/png' "
-            f'"{d["storage_url"]}/upload/storage/v1/b/{d["uploads_bucket"]}/o'
-            f'?uploadType=media&name=uploads/demo-user/u1.png"\n'
+            f"  T=$(curl -s -H \"Authorization: Bearer $TOKEN\" -d '{{\"content_type\":\"image/png\"}}' "
+            f'"{uploads}")\n'
+            f"  curl -X PUT --data-binary @{path} -H 'Content-Type: image/png' "
+            "-H \"x-goog-content-length-range: 1,$(echo \"$T\" | jq -r .max_bytes)\" "
+            "-H 'x-goog-if-generation-match: 0' \"$(echo \"$T\" | jq -r .upload_url)\"\n"
         )
+        w(f'  curl -H "Authorization: Bearer $TOKEN" "{uploads}/$(echo "$T" | jq -r .upload_id)"\n')
     w("\nCtrl-C stops everything.\n")
     out.flush()
 

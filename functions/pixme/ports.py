@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from pixme.conversation import Session, Turn, Upload
+from pixme.identity import Caller
 from pixme.prompts import Message
 
 
@@ -127,8 +128,8 @@ class ImageModel(Protocol):
 
 
 class TokenVerifier(Protocol):
-    def verify(self, token: str) -> str:
-        """Return the caller's uid, or raise Unauthenticated."""
+    def verify(self, token: str) -> Caller:
+        """Return who is calling, or raise Unauthenticated."""
 
 
 class Clock(Protocol):

@@ -16,6 +16,7 @@ from flask import Request
 
 from pixme import logs, wiring
 from pixme.errors import InvalidRequest, PixmeError, RateLimited, Unauthenticated, Unavailable
+from pixme.identity import Caller
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -35,7 +36,7 @@ def error_response(err: PixmeError) -> Response:
     return _json(err.status, err.body(), extra)
 
 
-def caller(request: Request) -> str:
+def caller(request: Request) -> Caller:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

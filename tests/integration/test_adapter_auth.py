@@ -16,7 +16,7 @@ from pixme.errors import Unauthenticated
 
 def test_a_token_from_the_issuer_gives_its_uid(emulators: Stack, settings: Settings) -> None:
     verifier = FirebaseTokenVerifier(settings)
-    assert verifier.verify(emulators.token("alice")) == "alice"
+    assert verifier.verify(emulators.token("alice")).uid == "alice"
 
 
 def test_certificates_are_cached_between_calls(emulators: Stack, settings: Settings) -> None:
@@ -32,7 +32,7 @@ def test_certificates_are_cached_between_calls(emulators: Stack, settings: Setti
     cache.session.get = counting_get  # type: ignore[method-assign]
     verifier = FirebaseTokenVerifier(settings, cache)
     for uid in ("a", "b", "c"):
-        assert verifier.verify(emulators.token(uid)) == uid
+        assert verifier.verify(emulators.token(uid)).uid == uid
     assert calls == 1
 
 

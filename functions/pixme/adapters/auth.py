@@ -17,6 +17,7 @@ from google.auth import jwt
 
 from pixme.config import Settings
 from pixme.errors import Unauthenticated, Unavailable
+from pixme.identity import Caller
 
 _MAX_AGE = re.compile(r"max-age=(\d+)")
 UID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -55,7 +56,7 @@ class FirebaseTokenVerifier:
         self.issuer = settings.issuer
         self.certs = certs or CertCache(settings.auth_certs_url)
 
-    def verify(self, token: str) -> str:
+    def verify(self, token: str) -> Caller:
         try:
             header = jwt.decode_header(token)  # type: ignore[no-untyped-call]
         except (ValueError, TypeError):
@@ -86,4 +87,4 @@ class FirebaseTokenVerifier:
         uid = claims.get("sub")
         if not isinstance(uid, str) or not UID.match(uid):
             raise Unauthenticated("invalid_token", "The ID token has no valid subject.")
-        return uid
+        return Caller.from_claims(uid, claims)
