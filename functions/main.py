@@ -10,10 +10,10 @@ from cloudevents.http import CloudEvent
 from flask import Request
 
 from pixme import wiring
-from pixme.api import EditRequest, GenerateRequest, UploadRequest
-from pixme.errors import NotFound, PixmeError
+from pixme.api import EditRequest, GenerateRequest, UploadRequest, valid_id
+from pixme.errors import MethodNotAllowed, NotFound, PixmeError
 from pixme.events import FINALIZED, storage_object
-from pixme.web import Response, body_of, caller, serve
+from pixme.web import Outcome, Response, body_of, caller, serve
 
 log = logging.getLogger("pixme.main")
 
@@ -47,13 +47,15 @@ def uploads(request: Request) -> Response:
             raise NotFound("route_not_found", "No such route.")
         if request.method == "POST" and not parts:
             uid = caller(request).uid
-            return 201, wiring.upload_service().start(uid, UploadRequest.parse(body_of(request)))
+            req = UploadRequest.parse(body_of(request))
+            return 201, wiring.upload_service().start(uid, req)
         if request.method in ("GET", "DELETE") and parts:
             uid = caller(request).uid
+            upload_id = valid_id(parts[0], "upload_id")
             service = wiring.upload_service()
             if request.method == "GET":
-                return 200, service.status(uid, parts[0])
-            return 200, service.delete(uid, parts[0])
+                return 200, service.status(uid, upload_id)
+            return 200, service.delete(uid, upload_id)
         raise NotFound("route_not_found", "No such route.")
 
     return serve(request, ("POST", "GET", "DELETE"), action)
@@ -61,46 +63,52 @@ def uploads(request: Request) -> Response:
 
 @functions_framework.http
 def generate(request: Request) -> Response:
-    def action() -> tuple[int, dict[str, Any]]:
-        uid = caller(request).uid
+    def action() -> Outcome:
+        who = caller(request)
         req = GenerateRequest.parse(body_of(request), wiring.settings())
-        return 201, wiring.avatars().generate(uid, req, request.headers.get("Idempotency-Key"))
+        answer = wiring.avatars().generate(who, req, request.headers.get("Idempotency-Key"))
+        return 201, answer.body, answer.headers
 
     return serve(request, ("POST",), action)
 
 
 @functions_framework.http
 def edit(request: Request) -> Response:
-    def action() -> tuple[int, dict[str, Any]]:
-        uid = caller(request).uid
+    def action() -> Outcome:
+        who = caller(request)
         req = EditRequest.parse(body_of(request), wiring.settings())
-        return 201, wiring.avatars().edit(uid, req, request.headers.get("Idempotency-Key"))
+        answer = wiring.avatars().edit(who, req, request.headers.get("Idempotency-Key"))
+        return 201, answer.body, answer.headers
 
     return serve(request, ("POST",), action)
 
 
 @functions_framework.http
 def sessions(request: Request) -> Response:
-    """GET /styles, GET / (my sessions), GET /{session_id};
+    """GET /styles, GET / (my sessions), GET or DELETE /{session_id};
     GET /uploads/{upload_id} is kept as an alias of `uploads`' GET."""
 
     def action() -> tuple[int, dict[str, Any]]:
         parts = [p for p in request.path.split("/") if p]
+        if request.method == "DELETE" and (len(parts) != 1 or parts == ["styles"]):
+            raise MethodNotAllowed("method_not_allowed", "Only a session can be deleted (DELETE /{id}).")
         if parts == ["styles"]:
             from pixme.services.library import styles
 
             return 200, styles()
+        if len(parts) > 2 or (len(parts) == 2 and parts[0] != "uploads"):
+            raise NotFound("route_not_found", "No such route.")
         uid = caller(request).uid
-        library = wiring.library()
-        if not parts:
-            return 200, library.sessions_of(uid)
-        if len(parts) == 1:
-            return 200, library.session(uid, parts[0])
-        if len(parts) == 2 and parts[0] == "uploads":
-            return 200, wiring.upload_service().status(uid, parts[1])
-        raise NotFound("route_not_found", "No such route.")
+        if len(parts) == 2:
+            return 200, wiring.upload_service().status(uid, valid_id(parts[1], "upload_id"))
+        session_id = valid_id(parts[0], "session_id") if parts else None
+        if session_id is None:
+            return 200, wiring.library().sessions_of(uid)
+        if request.method == "DELETE":
+            return 200, wiring.library().delete(uid, session_id)
+        return 200, wiring.library().session(uid, session_id)
 
-    return serve(request, ("GET",), action)
+    return serve(request, ("GET", "DELETE"), action)
 
 
 @functions_framework.http

@@ -383,6 +383,8 @@ class Stack:
             caller_project = self._caller_env.get("GOOGLE_CLOUD_PROJECT", "").strip()
             project = caller_project if (vertex and caller_project) else DEFAULT_PROJECT
         self.project = project
+        # App Check tokens name the project by number; any digits do locally.
+        self.project_number = "000000000000"
         self.uploads_bucket = uploads_bucket
         self.assets_bucket = assets_bucket
         self.source = Path(source).resolve()
@@ -491,6 +493,14 @@ class Stack:
         if not self.issuer_url:
             raise RuntimeError("the issuer is not part of this stack")
         return mint_token(self.issuer_url, uid, ttl_s=ttl_s, claims=claims)
+
+    def app_check_token(self, app_id: str = "1:000000000000:android:pixme", **kwargs: Any) -> str:
+        """An App Check token for this stack's project, from the issuer."""
+        from .issuer import mint_app_check_token
+
+        if not self.issuer_url:
+            raise RuntimeError("the issuer is not part of this stack")
+        return mint_app_check_token(self.issuer_url, app_id, **kwargs)
 
     def wipe_firestore(self) -> None:
         """Delete every document in the emulator's default database."""
@@ -696,7 +706,7 @@ class Stack:
                 Proc(
                     "issuer",
                     [tool_python, "-m", "local.issuer", "--host", HOST, "--port", str(ports["issuer"]),
-                     "--project", self.project],
+                     "--project", self.project, "--project-number", self.project_number],
                     self.log_dir / "issuer.log",
                     env=tool_env,
                     cwd=REPO_ROOT,
@@ -852,6 +862,8 @@ class Stack:
             env["PIXME_PUBLIC_STORAGE_URL"] = self.signed_urls_url or self.storage_url
         if self.issuer_url:
             env["PIXME_AUTH_CERTS_URL"] = f"{self.issuer_url}/certs"
+            env["PIXME_APP_CHECK_JWKS_URL"] = f"{self.issuer_url}/appcheck/jwks"
+            env["PIXME_PROJECT_NUMBER"] = self.project_number
         if self.signing_key_file:
             env["PIXME_SIGNING_KEY_FILE"] = self.signing_key_file
         if self.real_model:

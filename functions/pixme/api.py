@@ -14,7 +14,15 @@ from pixme.config import Settings
 from pixme.errors import InvalidRequest
 from pixme.styles import get_style
 
-ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# `\Z`, not `$`: `$` also matches before a final newline, so "u1\n" would pass.
+ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+# Firestore reserves document ids of this form (and refuses ".", ".." and "/",
+# which ID already excludes).
+RESERVED_ID = re.compile(r"__.*__")
+# Control characters (tab, newline and carriage return are text) and lone
+# surrogates: the first have no business in a prompt or a caption drawn on an
+# image, the second cannot be encoded as UTF-8 and would fail deep in a client.
+FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 IMAGE_SIZES = ("1K", "2K")
 MAX_CAPTION = 40
@@ -24,10 +32,25 @@ MAX_CONTEXT = 2000
 UPLOAD_CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/heif")
 
 
+def valid_id(value: object, field: str) -> str:
+    """`value` if it is an id we issue or accept (upload, session, turn), else 400
+    `invalid_field` naming `field`. The one check for ids from a path or a body:
+    an id ends up in a Firestore document id and a Cloud Storage object name."""
+    if not isinstance(value, str) or not ID.match(value) or RESERVED_ID.fullmatch(value):
+        raise InvalidRequest(
+            "invalid_field",
+            f"{field} must be 1-64 letters, digits, '-' or '_' (not starting and ending with '__').",
+            field=field,
+        )
+    return value
+
+
 def _str(body: dict[str, Any], name: str, required: bool = False, limit: int = 64) -> str | None:
     value = body.get(name)
     if value is not None and not isinstance(value, str):
         raise InvalidRequest("invalid_field", f"{name} must be a string.", field=name)
+    if value is not None and FORBIDDEN_CHARS.search(value):
+        raise InvalidRequest("invalid_field", f"{name} must not contain control characters.", field=name)
     value = (value or "").strip()
     if not value:
         if required:
@@ -40,9 +63,7 @@ def _str(body: dict[str, Any], name: str, required: bool = False, limit: int = 6
 
 def _id(body: dict[str, Any], name: str, required: bool = True) -> str | None:
     value = _str(body, name, required)
-    if value is not None and not ID.match(value):
-        raise InvalidRequest("invalid_field", f"{name} must be 1-64 letters, digits, '-' or '_'.", field=name)
-    return value
+    return None if value is None else valid_id(value, name)
 
 
 def _choice(body: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str | None:
@@ -81,12 +102,7 @@ def _references(body: dict[str, Any]) -> tuple[str, ...]:
             f"references must be a list of at most {MAX_REFERENCES} session ids.",
             field="references",
         )
-    ids = []
-    for item in raw:
-        if not isinstance(item, str) or not ID.match(item):
-            raise InvalidRequest("invalid_field", "references must contain session ids.", field="references")
-        ids.append(item)
-    return tuple(dict.fromkeys(ids))
+    return tuple(dict.fromkeys(valid_id(item, "references") for item in raw))
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,7 @@ class GenerateRequest:
     upload_id: str
     style: str
     model: str
+    model_alias: str | None = None
     prompt: str | None = None
     context: str | None = None
     caption: str | None = None
@@ -108,10 +125,12 @@ class GenerateRequest:
         get_style(style)  # raises with the allowed ids
         upload_id = _id(body, "upload_id")
         assert upload_id is not None
+        alias = _str(body, "model")
         return cls(
             upload_id=upload_id,
             style=style,
-            model=resolve_model(settings, _str(body, "model")),
+            model=resolve_model(settings, alias),
+            model_alias=alias,
             prompt=_str(body, "prompt", limit=settings.max_text_chars),
             context=_str(body, "context", limit=MAX_CONTEXT),
             caption=_str(body, "caption", limit=MAX_CAPTION),

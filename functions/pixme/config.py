@@ -44,6 +44,17 @@ ENV_VARS: tuple[str, ...] = (
     "PIXME_MAX_PENDING_UPLOADS",
     "PIXME_FACE_MIN_SCORE",
     "PIXME_SECOND_FACE_RATIO",
+    "PIXME_DAILY_GENERATIONS",
+    "PIXME_DAILY_EDITS",
+    "PIXME_ANONYMOUS",
+    "PIXME_ANONYMOUS_DAILY_GENERATIONS",
+    "PIXME_ANONYMOUS_DAILY_EDITS",
+    "PIXME_USER_MAX_IN_FLIGHT",
+    "PIXME_DAILY_BUDGET",
+    "PIXME_BUDGET_CACHE_S",
+    "PIXME_APP_CHECK",
+    "PIXME_PROJECT_NUMBER",
+    "PIXME_APP_CHECK_JWKS_URL",
 )
 
 # Pillow's own decompression-bomb limit (images.py). PIXME_MAX_UPLOAD_PIXELS
@@ -52,6 +63,9 @@ PIXEL_CEILING = 100_000_000
 # Cloud Storage refuses V4 signatures valid for longer than 7 days.
 MAX_SIGNED_URL_TTL_S = 604_800
 FACE_POLICIES = ("reject", "allow")
+ANONYMOUS_POLICIES = ("allow", "deny")
+APP_CHECK_MODES = ("off", "monitor", "enforce")
+APP_CHECK_JWKS_URL = "https://firebaseappcheck.googleapis.com/v1/jwks"
 ORIGINAL_POLICIES = ("delete", "quarantine", "keep")
 
 
@@ -97,15 +111,43 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     return raw
 
 
-def _models(raw: str, default: str) -> dict[str, str]:
-    """Parse the operator's allowlist `alias=model-id,alias=model-id`."""
-    models: dict[str, str] = {}
-    for item in filter(None, (p.strip() for p in raw.split(","))):
-        alias, sep, model_id = item.partition("=")
-        if not sep or not alias.strip() or not model_id.strip():
-            raise ConfigError(f"PIXME_MODELS entry {item!r} is not alias=model-id")
-        models[alias.strip()] = model_id.strip()
-    return models or {"default": default}
+@dataclass(frozen=True)
+class ModelAlias:
+    """One entry of the operator's allowlist: `alias=model-id[;cost=N][;requires=claim:value]`.
+
+    `cost` is what one image from it counts against the daily quotas and the
+    budget (a Pro image costs about four Flash images); `requires` names a
+    custom claim the caller's token must carry to use it (e.g. `plan:pro`).
+    """
+
+    alias: str
+    model_id: str
+    cost: int = 1
+    requires: tuple[str, str] | None = None
+
+
+def _alias(item: str) -> ModelAlias:
+    head, *options = (p.strip() for p in item.split(";"))
+    alias, sep, model_id = head.partition("=")
+    if not sep or not alias.strip() or not model_id.strip():
+        raise ConfigError(f"PIXME_MODELS entry {item!r} is not alias=model-id")
+    cost, requires = 1, None
+    for option in options:
+        key, _, value = option.partition("=")
+        if key == "cost" and value.isdigit() and int(value) >= 1:
+            cost = int(value)
+        elif key == "requires" and ":" in value:
+            claim, _, wanted = value.partition(":")
+            requires = (claim.strip(), wanted.strip())
+        else:
+            raise ConfigError(f"PIXME_MODELS entry {item!r}: unknown option {option!r}")
+    return ModelAlias(alias.strip(), model_id.strip(), cost, requires)
+
+
+def _models(raw: str, default: str) -> dict[str, ModelAlias]:
+    """Parse the operator's allowlist, comma-separated."""
+    aliases = [_alias(item) for item in filter(None, (p.strip() for p in raw.split(",")))]
+    return {a.alias: a for a in aliases} or {"default": ModelAlias("default", default)}
 
 
 @dataclass(frozen=True)
@@ -114,7 +156,9 @@ class Settings:
     uploads_bucket: str
     assets_bucket: str
     model: str = DEFAULT_MODEL
+    # alias → model id, and the aliases' costs and required claims.
     models: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, ModelAlias] = field(default_factory=dict)
     model_timeout_s: int = 60
     model_deadline_s: int = 90
     retention_days: int = 30
@@ -145,6 +189,37 @@ class Settings:
     # wide (relative to the largest) another face must be to count as a second.
     face_min_score: int = 70
     second_face_ratio: float = 0.5
+    # Spend: per-user daily quotas in cost units (anonymous users have their
+    # own), a cap on one user's concurrent model calls, and a project-wide
+    # daily budget in cost units (overridable at run time: see spending.py).
+    daily_generations: int = 20
+    daily_edits: int = 100
+    anonymous: str = "allow"
+    anonymous_daily_generations: int = 3
+    anonymous_daily_edits: int = 15
+    user_max_in_flight: int = 2
+    daily_budget: int = 5000
+    budget_cache_s: int = 30
+    # App Check: off, monitor (verify and log) or enforce (refuse without).
+    app_check: str = "off"
+    project_number: str = ""
+    app_check_jwks_url: str = APP_CHECK_JWKS_URL
+
+    def __post_init__(self) -> None:
+        # Settings made in code (tests) may give only `models`: each alias costs 1.
+        if self.models and not self.aliases:
+            object.__setattr__(self, "aliases", {k: ModelAlias(k, v) for k, v in self.models.items()})
+
+    def alias(self, name: str | None) -> ModelAlias:
+        """The allowlist entry for `name` (None: the default model)."""
+        if name is None:
+            found = next((a for a in self.aliases.values() if a.model_id == self.model), None)
+            return found or ModelAlias("default", self.model)
+        return self.aliases[name]
+
+    def cost_of(self, model_id: str) -> int:
+        """What an image from `model_id` counts (the highest alias naming it)."""
+        return max((a.cost for a in self.aliases.values() if a.model_id == model_id), default=1)
 
     @property
     def issuer(self) -> str:
@@ -165,15 +240,21 @@ class Settings:
         deadline = _int(env, "PIXME_MODEL_DEADLINE_S", max(90, timeout))
         if deadline < timeout:
             raise ConfigError("PIXME_MODEL_DEADLINE_S must be >= PIXME_MODEL_TIMEOUT_S")
+        aliases = _models(env.get("PIXME_MODELS", ""), model)
         max_pixels = _int(env, "PIXME_MAX_UPLOAD_PIXELS", 50_000_000)
         if max_pixels > PIXEL_CEILING:
             raise ConfigError(f"PIXME_MAX_UPLOAD_PIXELS must be <= {PIXEL_CEILING}, got {max_pixels}")
+        app_check = _choice(env, "PIXME_APP_CHECK", APP_CHECK_MODES)
+        project_number = env.get("PIXME_PROJECT_NUMBER", "").strip()
+        if app_check != "off" and not project_number.isdigit():
+            raise ConfigError("PIXME_APP_CHECK needs PIXME_PROJECT_NUMBER (the project's number, digits)")
         return cls(
             project=env["GOOGLE_CLOUD_PROJECT"].strip(),
             uploads_bucket=env["PIXME_UPLOADS_BUCKET"].strip(),
             assets_bucket=env["PIXME_ASSETS_BUCKET"].strip(),
             model=model,
-            models=_models(env.get("PIXME_MODELS", ""), model),
+            models={k: a.model_id for k, a in aliases.items()},
+            aliases=aliases,
             model_timeout_s=timeout,
             model_deadline_s=deadline,
             retention_days=_int(env, "PIXME_RETENTION_DAYS", 30),
@@ -196,4 +277,15 @@ class Settings:
             max_pending_uploads=_int(env, "PIXME_MAX_PENDING_UPLOADS", 3),
             face_min_score=_bounded(env, "PIXME_FACE_MIN_SCORE", 70, 1, 100),
             second_face_ratio=_float(env, "PIXME_SECOND_FACE_RATIO", 0.5, 0.05, 1.0),
+            daily_generations=_int(env, "PIXME_DAILY_GENERATIONS", 20, minimum=0),
+            daily_edits=_int(env, "PIXME_DAILY_EDITS", 100, minimum=0),
+            anonymous=_choice(env, "PIXME_ANONYMOUS", ANONYMOUS_POLICIES),
+            anonymous_daily_generations=_int(env, "PIXME_ANONYMOUS_DAILY_GENERATIONS", 3, minimum=0),
+            anonymous_daily_edits=_int(env, "PIXME_ANONYMOUS_DAILY_EDITS", 15, minimum=0),
+            user_max_in_flight=_int(env, "PIXME_USER_MAX_IN_FLIGHT", 2),
+            daily_budget=_int(env, "PIXME_DAILY_BUDGET", 5000, minimum=0),
+            budget_cache_s=_int(env, "PIXME_BUDGET_CACHE_S", 30, minimum=0),
+            app_check=app_check,
+            project_number=project_number,
+            app_check_jwks_url=env.get("PIXME_APP_CHECK_JWKS_URL", "").strip() or APP_CHECK_JWKS_URL,
         )

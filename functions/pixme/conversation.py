@@ -130,6 +130,8 @@ class Session:
     head_turn: str
     turn_count: int
     caption: str | None = None
+    # What one image of this session counts against quotas and the budget.
+    cost: int = 1
 
     def expired(self, now: datetime) -> bool:
         # Firestore TTL deletes late: expiry is checked on read, TTL is a safety net.

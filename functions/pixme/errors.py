@@ -18,6 +18,8 @@ class PixmeError(Exception):
         self.code = code
         self.message = message
         self.details = details
+        # Response headers the edge adds (e.g. RateLimit-* once a quota was read).
+        self.headers: dict[str, str] = {}
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -33,8 +35,18 @@ class Unauthenticated(PixmeError):
     status = 401
 
 
+class Forbidden(PixmeError):
+    """Authenticated, but this caller may not do this (tier, plan, policy)."""
+
+    status = 403
+
+
 class NotFound(PixmeError):
     status = 404
+
+
+class MethodNotAllowed(PixmeError):
+    status = 405
 
 
 class Conflict(PixmeError):

@@ -134,3 +134,51 @@ class TokenVerifier(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class ChargeRequest:
+    """Charge `cost` units of `kind` to `owner` and to the day's budget."""
+
+    owner: str
+    kind: str  # "generations" | "edits"
+    cost: int
+    limit: int
+    max_in_flight: int
+    budget: int
+    day: str  # UTC day
+    now: datetime
+    request_id: str
+    stale_before: datetime  # in-flight entries older than this are dead
+    reset_s: int
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A charge made: what `settle` needs to end it."""
+
+    owner: str
+    kind: str
+    cost: int
+    day: str
+    request_id: str
+    shard: str  # which budget counter took the units
+    limit: int
+    used: int  # the owner's units of `kind` today, this charge included
+    reset_s: int
+
+
+class UsageStore(Protocol):
+    def charge(self, request: ChargeRequest) -> Charge:
+        """Atomically: refuse if the owner has too many calls in flight
+        (RateLimited too_many_in_flight), is over quota (RateLimited
+        quota_exceeded) or the budget is spent (Unavailable budget_exhausted);
+        else count the units and the call in flight."""
+
+    def settle(self, charge: Charge, refund: bool) -> None:
+        """The call ended: free its in-flight slot; give its units back if `refund`."""
+
+    def used(self, owner: str, kind: str, day: str) -> int: ...
+
+    def budget_override(self) -> int | None:
+        """The run-time budget (config/budget), if the operator set one."""

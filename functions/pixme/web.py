@@ -2,25 +2,43 @@
 
 Every failure leaves as `{"error": {"code", "message", ...}}` with a fitting
 status; unexpected exceptions are logged with their stack and answered with
-a bare `internal` error, so no trace ever reaches a caller.
+a bare `internal` error, so no trace ever reaches a caller. A body is read
+with a cap as it arrives (chunked bodies have no length to check first), and
+whatever a request leaves unread is discarded in pieces, never buffered.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any, NoReturn
 
 from flask import Request
 
 from pixme import logs, wiring
-from pixme.errors import InvalidRequest, PixmeError, RateLimited, Unauthenticated, Unavailable
+from pixme.errors import Forbidden, InvalidRequest, PixmeError, RateLimited, Unauthenticated, Unavailable
 from pixme.identity import Caller
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
+# Bodies are read in pieces this big, so no read allocates more than this.
+CHUNK = 64 * 1024
+# How much of a body the edge throws away after answering, so that a client
+# still sending reads its answer instead of a connection reset. Above Cloud
+# Run's HTTP/1 request cap (32 MiB), so in the cloud every client gets its
+# answer; locally it bounds the work an endless stream can cause. Past it the
+# server drops the connection.
+DRAIN_LIMIT = 64 * 1024 * 1024
+# No field is a number, so a longer integer is an attack, not a value; the
+# limit does not depend on the interpreter's int_max_str_digits either.
+MAX_INT_DIGITS = 64
 Response = tuple[str, int, dict[str, str]]
+# What an entry point's action gives back: a status and a JSON body, and
+# optionally headers to send with them.
+Outcome = tuple[int, dict[str, Any]] | tuple[int, dict[str, Any], dict[str, str]]
 
 
 def _json(status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> Response:
@@ -30,7 +48,7 @@ def _json(status: int, body: dict[str, Any], extra: dict[str, str] | None = None
 
 
 def error_response(err: PixmeError) -> Response:
-    extra = {}
+    extra = dict(err.headers)
     if isinstance(err, RateLimited | Unavailable):
         extra["Retry-After"] = str(err.retry_after_s)
     return _json(err.status, err.body(), extra)
@@ -41,28 +59,116 @@ def caller(request: Request) -> Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("missing_token", "Send a Firebase ID token as 'Authorization: Bearer <token>'.")
-    return wiring.verifier().verify(token.strip())
+    # App Check first: in enforce mode a client that is not our app is turned
+    # away before its ID token is even looked at.
+    wiring.app_check().check(request.headers.get("X-Firebase-AppCheck"))
+    who = wiring.verifier().verify(token.strip())
+    if who.anonymous and wiring.settings().anonymous == "deny":
+        raise Forbidden(
+            "anonymous_not_allowed", "Sign in with an account to use Pix Me! (guest access is off)."
+        )
+    return who
+
+
+def _too_large() -> InvalidRequest:
+    return InvalidRequest("body_too_large", f"The request body must be at most {MAX_BODY} bytes.")
+
+
+def _read_at_most(stream: IO[bytes], limit: int) -> bytes:
+    """Up to `limit` bytes of `stream`, however much the client sends: a chunked
+    body has no Content-Length to check first."""
+    pieces: list[bytes] = []
+    size = 0
+    while size < limit:
+        piece = stream.read(min(CHUNK, limit - size))
+        if not piece:
+            break
+        pieces.append(piece)
+        size += len(piece)
+    return b"".join(pieces)
 
 
 def body_of(request: Request) -> dict[str, Any]:
+    """The JSON object in the body, read with a cap: one more byte than allowed is
+    enough to refuse, and nothing past that is held in memory."""
     if (request.content_length or 0) > MAX_BODY:
-        raise InvalidRequest("body_too_large", f"The request body must be at most {MAX_BODY} bytes.")
-    raw = request.get_data(cache=False, as_text=True)
-    if len(raw) > MAX_BODY:
-        raise InvalidRequest("body_too_large", f"The request body must be at most {MAX_BODY} bytes.")
+        raise _too_large()
     try:
-        body = json.loads(raw or "{}")
-    except json.JSONDecodeError:
+        raw = _read_at_most(request.stream, MAX_BODY + 1)
+    except Exception:
+        # The client went away or sent a malformed chunk; each server raises its
+        # own type for that, and the answer is the same.
+        log.info("request body could not be read", exc_info=True)
+        raise InvalidRequest("invalid_json", "The request body ended early or is malformed.") from None
+    if len(raw) > MAX_BODY:
+        raise _too_large()
+    return parse_json(raw)
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    # json.loads accepts NaN and Infinity, which are not JSON (RFC 8259).
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 would silently become inf
+        raise ValueError("number out of range")
+    return value
+
+
+def _short_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError("integer too long")
+    return int(text)
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """A JSON object from UTF-8 bytes; anything else is 400 `invalid_json`, including
+    what makes `json.loads` raise other than JSONDecodeError (deep nesting, huge
+    integers, invalid UTF-8) or accept what JSON does not allow (NaN, Infinity)."""
+    try:
+        body = json.loads(
+            raw.decode("utf-8") or "{}",
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_short_int,
+        )
+    except RecursionError:
+        raise InvalidRequest("invalid_json", "The request body is nested too deeply.") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError and the refusals above
         raise InvalidRequest("invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("invalid_json", "The request body must be a JSON object.")
     return body
 
 
+def _discard_unread_body(request: Request) -> None:
+    """Throw away what the action left of the body, in pieces, up to DRAIN_LIMIT.
+
+    functions-framework reads the rest of every request after the response (its
+    `read_request` hook, so clients do not see a reset), into memory and at any
+    size: a 200 MB body refused early, even for a missing token, would still be
+    buffered whole. Past DRAIN_LIMIT the rest is hidden from that hook, and the
+    server (gunicorn drains 64 KiB at most) closes the connection.
+    """
+    try:
+        left = DRAIN_LIMIT
+        while left > 0:
+            piece = request.stream.read(min(CHUNK, left))
+            if not piece:
+                return
+            left -= len(piece)
+    except Exception:
+        log.info("unread request body could not be drained", exc_info=True)
+    # werkzeug's cached_property is settable: the hook then reads this, not the socket.
+    request.stream = io.BytesIO()
+
+
 def serve(
     request: Request,
     methods: tuple[str, ...],
-    action: Callable[[], tuple[int, dict[str, Any]]],
+    action: Callable[[], Outcome],
 ) -> Response:
     """Run `action` for an allowed method and turn its outcome into a response."""
     token = logs.trace_var.set(logs.trace_from_headers(request.headers))
@@ -74,8 +180,8 @@ def serve(
                 {"error": {"code": "method_not_allowed", "message": f"Use {' or '.join(methods)}."}},
                 {"Allow": ", ".join(methods)},
             )
-        status, body = action()
-        return _json(status, body)
+        status, body, *headers = action()
+        return _json(status, body, headers[0] if headers else None)
     except PixmeError as err:
         level = logging.ERROR if err.status >= 500 else logging.INFO
         log.log(level, "%s %s -> %s %s: %s", request.method, request.path, err.status, err.code, err.message)
@@ -84,4 +190,5 @@ def serve(
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _json(500, {"error": {"code": "internal", "message": "Internal error."}})
     finally:
+        _discard_unread_body(request)
         logs.trace_var.reset(token)

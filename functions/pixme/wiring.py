@@ -18,6 +18,7 @@ from pixme.config import Settings
 if TYPE_CHECKING:
     from google.cloud import firestore
 
+    from pixme.adapters.appcheck import AppCheckVerifier
     from pixme.adapters.auth import FirebaseTokenVerifier
     from pixme.adapters.firestore import FirestoreIdempotency, FirestoreSessions, FirestoreUploads
     from pixme.adapters.gcs import GcsBlobStore
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from pixme.services.ingest import Ingest
     from pixme.services.library import Library
     from pixme.services.uploads import Uploads
+    from pixme.spending import Spending
 
 T = TypeVar("T")
 _lock = threading.RLock()
@@ -98,6 +100,13 @@ def verifier() -> FirebaseTokenVerifier:
 
 
 @_once
+def app_check() -> AppCheckVerifier:
+    from pixme.adapters.appcheck import AppCheckVerifier
+
+    return AppCheckVerifier(settings())
+
+
+@_once
 def model() -> GeminiModel:
     from pixme.adapters.gemini import GeminiModel
 
@@ -116,7 +125,17 @@ def ingest() -> Ingest:
 def avatars() -> Avatars:
     from pixme.services.avatars import Avatars
 
-    return Avatars(settings(), blobs(), uploads(), sessions(), model(), SystemClock(), idempotency())
+    return Avatars(
+        settings(), blobs(), uploads(), sessions(), model(), SystemClock(), idempotency(), spending()
+    )
+
+
+@_once
+def spending() -> Spending:
+    from pixme.adapters.firestore import FirestoreUsage
+    from pixme.spending import Spending
+
+    return Spending(settings(), FirestoreUsage(_db()), SystemClock())
 
 
 @_once

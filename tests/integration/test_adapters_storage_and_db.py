@@ -56,7 +56,9 @@ def test_delete_is_idempotent_and_prefix_delete_counts(settings: Settings) -> No
 
 def upload(owner: str, status: str = "pending", expires_in: timedelta = timedelta(days=1)) -> Upload:
     upload_id = new_id("u_")
-    return Upload(owner, upload_id, status, "up", f"uploads/{owner}/{upload_id}", "", now(), now() + expires_in)
+    return Upload(
+        owner, upload_id, status, "up", f"uploads/{owner}/{upload_id}", "", now(), now() + expires_in
+    )
 
 
 def test_concurrent_registrations_never_admit_more_than_the_limit(settings: Settings, db) -> None:  # type: ignore[no-untyped-def]

@@ -12,9 +12,10 @@ from PIL import Image
 
 from pixme.config import Settings
 from pixme.conversation import PENDING, UNFINISHED, Session, Turn, Upload
-from pixme.errors import Conflict, NotFound, PixmeError
-from pixme.ports import ModelReply, RenderOptions, UploadUsage
+from pixme.errors import Conflict, NotFound, PixmeError, Unavailable
+from pixme.ports import Charge, ChargeRequest, ModelReply, RenderOptions, UploadUsage
 from pixme.prompts import Message
+from pixme.spending import over_quota, too_many_in_flight
 
 
 def settings(**overrides: object) -> Settings:
@@ -84,9 +85,7 @@ class FakeUploads:
         day = now.date().isoformat()
         mine = [u for u in self.docs.values() if u.owner == upload.owner]
         started = sum(1 for u in mine if u.created_at.date().isoformat() == day)
-        unfinished = tuple(
-            u for u in mine if u.status in UNFINISHED and (u.status != PENDING or u.live(now))
-        )
+        unfinished = tuple(u for u in mine if u.status in UNFINISHED and (u.status != PENDING or u.live(now)))
         admit(UploadUsage(day, started, unfinished))
         self.docs[upload.key] = copy.deepcopy(upload)
 
@@ -136,7 +135,9 @@ class FakeSessions:
         return copy.deepcopy(s) if s else None
 
     def made_from(self, owner: str, upload_id: str) -> list[Session]:
-        return [copy.deepcopy(s) for s in self.sessions.values() if (s.owner, s.upload_id) == (owner, upload_id)]
+        return [
+            copy.deepcopy(s) for s in self.sessions.values() if (s.owner, s.upload_id) == (owner, upload_id)
+        ]
 
     def list_for(self, owner: str, limit: int) -> list[Session]:
         mine = [s for s in self.sessions.values() if s.owner == owner]
@@ -223,3 +224,48 @@ class FakeModel:
             model_version=f"{model_id}-v1",
             usage={"prompt_tokens": 10, "output_tokens": 1120},
         )
+
+
+class FakeUsage:
+    """UsageStore in memory: the same rules as the Firestore one, without shards."""
+
+    def __init__(self) -> None:
+        self.used_units: dict[tuple[str, str, str], int] = {}
+        self.in_flight: dict[str, dict[str, datetime]] = {}
+        self.spent: dict[str, int] = {}
+        self.override: int | None = None
+        self.settled: list[tuple[str, bool]] = []
+
+    def charge(self, request: ChargeRequest) -> Charge:
+        live = {
+            k: v for k, v in self.in_flight.get(request.owner, {}).items() if v > request.stale_before
+        }
+        if len(live) >= request.max_in_flight:
+            raise too_many_in_flight(request.max_in_flight)
+        key = (request.owner, request.kind, request.day)
+        used = self.used_units.get(key, 0)
+        if used + request.cost > request.limit:
+            raise over_quota(request.kind, request.limit, used, request.reset_s)
+        if self.spent.get(request.day, 0) + request.cost > request.budget:
+            raise Unavailable("budget_exhausted", "spent")
+        self.used_units[key] = used + request.cost
+        self.spent[request.day] = self.spent.get(request.day, 0) + request.cost
+        live[request.request_id] = request.now
+        self.in_flight[request.owner] = live
+        return Charge(
+            request.owner, request.kind, request.cost, request.day, request.request_id, request.day,
+            request.limit, used + request.cost, request.reset_s,
+        )  # fmt: skip
+
+    def settle(self, charge: Charge, refund: bool) -> None:
+        self.settled.append((charge.request_id, refund))
+        self.in_flight.get(charge.owner, {}).pop(charge.request_id, None)
+        if refund:
+            self.used_units[(charge.owner, charge.kind, charge.day)] -= charge.cost
+            self.spent[charge.day] -= charge.cost
+
+    def used(self, owner: str, kind: str, day: str) -> int:
+        return self.used_units.get((owner, kind, day), 0)
+
+    def budget_override(self) -> int | None:
+        return self.override

@@ -11,34 +11,42 @@ from fakes import (
     FakeModel,
     FakeSessions,
     FakeUploads,
+    FakeUsage,
     png,
     settings,
 )
 from pixme.api import EditRequest, GenerateRequest, UploadRequest
+from pixme.config import Settings
 from pixme.errors import Conflict, InvalidRequest, NotFound, NotReady, RateLimited
+from pixme.identity import Caller
+from pixme.layout import upload_object
 from pixme.services.avatars import Avatars
 from pixme.services.ingest import Ingest, StorageObject
-from pixme.layout import upload_object
 from pixme.services.library import Library
 from pixme.services.uploads import Uploads
+from pixme.spending import Spending
 
 
 class World:
-    def __init__(self) -> None:
-        self.s = settings(no_face="allow")  # the fake selfies are plain colours
+    def __init__(self, s: Settings | None = None) -> None:
+        self.s = s or settings(no_face="allow")  # the fake selfies are plain colours
         self.blobs, self.uploads, self.sessions = FakeBlobs(), FakeUploads(), FakeSessions()
         self.model, self.clock = FakeModel(), FakeClock()
         self.idempotency = FakeIdempotency()
+        self.usage = FakeUsage()
+        self.spending = Spending(self.s, self.usage, self.clock)
         self.avatars = Avatars(
-            self.s, self.blobs, self.uploads, self.sessions, self.model, self.clock, self.idempotency
-        )
+            self.s, self.blobs, self.uploads, self.sessions, self.model, self.clock, self.idempotency,
+            self.spending,
+        )  # fmt: skip
         self.library = Library(self.s, self.blobs, self.sessions, self.clock)
         self.service = Uploads(self.s, self.blobs, self.uploads, self.sessions, self.clock)
         # The tests' names for uploads ("u1") → the ids the server chose.
         self.ids: dict[str, str] = {}
 
-    def upload(self, owner: str = "alice", name: str = "u1", data: bytes | None = None) -> str:
+    def upload(self, owner: str = "alice", name: str | None = None, data: bytes | None = None) -> str:
         """An upload as the app makes it: registered, PUT, ingested by the trigger."""
+        name = name or ("u1" if owner == "alice" else f"u1-{owner}")
         upload_id = self.service.start(owner, UploadRequest("image/png"))["upload_id"]
         self.ids[name] = upload_id
         path = upload_object(owner, upload_id)
@@ -49,16 +57,25 @@ class World:
         )
         return upload_id
 
-    def generate(self, owner: str = "alice", key: str | None = None, **body: object) -> dict:  # type: ignore[type-arg]
-        name = str(body.pop("upload_id", "u1"))
+    def request(self, **body: object) -> GenerateRequest:
+        fields = {"upload_id": self.ids["u1"], "style": "comics", **body}
+        return GenerateRequest.parse(fields, self.s)
+
+    def edit_request(self, session_id: str, instruction: str) -> EditRequest:
+        return EditRequest.parse({"session_id": session_id, "instruction": instruction}, self.s)
+
+    def generate(self, owner: str | Caller = "alice", key: str | None = None, **body: object) -> dict:  # type: ignore[type-arg]
+        uid = owner.uid if isinstance(owner, Caller) else owner
+        name = str(body.pop("upload_id", "u1" if uid == "alice" else f"u1-{uid}"))
         fields = {"upload_id": self.ids.get(name, name), "style": "comics", **body}
-        return self.avatars.generate(owner, GenerateRequest.parse(fields, self.s), key)
+        caller = owner if isinstance(owner, Caller) else Caller(owner)
+        return self.avatars.generate(caller, GenerateRequest.parse(fields, self.s), key).body
 
     def edit(
         self, session_id: str, instruction: str, owner: str = "alice", key: str | None = None, **body: object
     ) -> dict:  # type: ignore[type-arg]
         req = EditRequest.parse({"session_id": session_id, "instruction": instruction, **body}, self.s)
-        return self.avatars.edit(owner, req, key)
+        return self.avatars.edit(Caller(owner), req, key).body
 
 
 @pytest.fixture

@@ -65,7 +65,9 @@ def test_a_selfie_becomes_ready_with_a_normalized_image_and_a_face_crop(world: W
     assert world.ingest.handle(obj) == "ready"
     doc, uid = world.doc(), world.upload_id
     assert doc.status == "ready" and (doc.width, doc.height) == (512, 512)
-    assert doc.image_path == f"selfies/alice/{uid}-1.jpg" and doc.face_path == f"selfies/alice/{uid}-1-face.jpg"
+    assert (
+        doc.image_path == f"selfies/alice/{uid}-1.jpg" and doc.face_path == f"selfies/alice/{uid}-1-face.jpg"
+    )
     assert world.assets() == {doc.image_path, doc.face_path}
     assert set(doc.timings_ms) == {"read", "decode", "face", "encode", "write"}
     box = doc.face_box
@@ -184,7 +186,9 @@ def test_a_redelivered_event_has_one_effect(world: World) -> None:
 def test_a_delivery_that_finds_another_at_work_asks_to_be_retried(world: World) -> None:
     obj = world.put(SELFIE)
     pending = world.doc()
-    live = replace(pending, status="processing", generation="1", claim_id="other", claimed_at=world.clock.now())
+    live = replace(
+        pending, status="processing", generation="1", claim_id="other", claimed_at=world.clock.now()
+    )
     world.uploads.save(live)
     with pytest.raises(Unavailable) as caught:
         world.ingest.handle(obj)

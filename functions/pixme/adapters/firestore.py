@@ -21,9 +21,12 @@ from google.cloud import firestore
 from pixme.adapters import unavailable_on
 from pixme.conversation import PENDING, UNFINISHED, Session, Turn, Upload, upload_key
 from pixme.errors import Conflict, NotFound, Unavailable
-from pixme.ports import UploadUsage
+from pixme.ports import Charge, ChargeRequest, UploadUsage
+from pixme.spending import over_quota, too_many_in_flight
 
 _CONTENDED_ATTEMPTS = 8
+_OPTIMISTIC_ATTEMPTS = 40
+_BUDGET_SHARDS = 8
 T = TypeVar("T")
 _TRANSIENT = (
     gexc.ServiceUnavailable,
@@ -64,6 +67,42 @@ def _contended(db: firestore.Client, run: Callable[[firestore.Transaction], T], 
     raise Unavailable("database_contention", message)
 
 
+Write = tuple[firestore.DocumentReference, Any, dict[str, Any]]  # (ref, snapshot read, new fields)
+
+
+def _optimistic(
+    db: firestore.Client,
+    refs: Callable[[], list[firestore.DocumentReference]],
+    decide: Callable[[list[Any]], tuple[list[Write], T]],
+    message: str,
+) -> T:
+    """Read some documents, decide, and write back atomically only if none
+    changed meanwhile (a batch with update-time preconditions; a create for a
+    document that did not exist); on a lost race, read again and retry.
+
+    Unlike a transaction this holds no locks: contending requests of one user
+    never wait on each other's locks (the emulator resolves lock upgrades of
+    two readers only by timing one out, after many seconds), they just retry.
+    """
+    for attempt in range(_OPTIMISTIC_ATTEMPTS):
+        with _transient_as_unavailable():
+            snaps = [ref.get() for ref in refs()]
+            writes, result = decide(snaps)
+            batch = db.batch()
+            for ref, snap, fields in writes:
+                if snap is not None and snap.exists:
+                    batch.update(ref, fields, option=db.write_option(last_update_time=snap.update_time))
+                else:
+                    batch.create(ref, fields)
+            try:
+                batch.commit()
+                return result
+            except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Aborted, gexc.NotFound):
+                pass
+        time.sleep(random.uniform(0.005, 0.02 * 2 ** min(attempt, 5)))
+    raise Unavailable("database_contention", message)
+
+
 def _upload_doc(u: Upload) -> dict[str, Any]:
     doc = {name: getattr(u, name) for name in _UPLOAD_FIELDS}
     doc.update(timings_ms=u.timings_ms, original_kept=u.original_kept)
@@ -95,12 +134,13 @@ def _session_doc(s: Session) -> dict[str, Any]:
         "head_turn": s.head_turn,
         "turn_count": s.turn_count,
         "caption": s.caption,
+        "cost": s.cost,
     }
 
 
 def _session(session_id: str, d: dict[str, Any]) -> Session:
     fields: dict[str, Any] = {k: d.get(k) for k in _SESSION_FIELDS}
-    return Session(session_id=session_id, **fields)
+    return Session(session_id=session_id, **fields, cost=int(d.get("cost") or 1))
 
 
 _SESSION_FIELDS = (
@@ -172,9 +212,9 @@ class FirestoreUploads:
 
     def register(self, upload: Upload, admit: Callable[[UploadUsage], None]) -> None:
         """Create the pending document and count it in the owner's usage
-        document, in one transaction. Every registration of one owner writes
-        that document, so concurrent ones serialize on it: `admit` always sees
-        every upload admitted before.
+        document, atomically. Every registration of one owner writes that
+        document under a precondition, so concurrent ones serialize on it:
+        `admit` always sees every upload admitted before.
 
         The usage document lists the owner's unfinished uploads; each is
         re-read here, so those that ended since drop out of the count.
@@ -184,32 +224,29 @@ class FirestoreUploads:
         day = upload.created_at.date().isoformat()
         now = upload.created_at
 
-        @firestore.transactional
-        def run(tx: firestore.Transaction) -> None:
-            snap = usage_ref.get(transaction=tx)
+        def decide(snaps: list[Any]) -> tuple[list[Write], None]:
+            (snap,) = snaps
             usage = (snap.to_dict() or {}) if snap.exists else {}
             started = int(usage.get("uploads", 0)) if usage.get("uploads_day") == day else 0
             unfinished: list[Upload] = []
             for upload_id in sorted(usage.get("unfinished_uploads") or {}):
-                other = self.col.document(upload_key(upload.owner, upload_id)).get(transaction=tx)
+                other = self.col.document(upload_key(upload.owner, upload_id)).get()
                 if other.exists:
                     found = _upload(other.to_dict() or {})
                     if found.status in UNFINISHED and (found.status != PENDING or found.live(now)):
                         unfinished.append(found)
             admit(UploadUsage(day, started, tuple(unfinished)))
-            tx.create(ref, _upload_doc(upload))
-            tx.set(
-                usage_ref,
-                {
-                    "owner": upload.owner,
-                    "uploads_day": day,
-                    "uploads": started + 1,
-                    "unfinished_uploads": {u.upload_id: True for u in [*unfinished, upload]},
-                },
-                merge=["owner", "uploads_day", "uploads", "unfinished_uploads"],
-            )
+            counts = {
+                "owner": upload.owner,
+                "uploads_day": day,
+                "uploads": started + 1,
+                "unfinished_uploads": {u.upload_id: True for u in [*unfinished, upload]},
+            }
+            # The usage document is the point of serialization: its precondition
+            # makes a registration that raced another one start over.
+            return [(usage_ref, snap, counts), (ref, None, _upload_doc(upload))], None
 
-        _contended(self.db, run, "Too many uploads at once; retry.")
+        _optimistic(self.db, lambda: [usage_ref], decide, "Too many uploads at once; retry.")
 
     def save(self, upload: Upload) -> None:
         with _transient_as_unavailable():
@@ -399,3 +436,118 @@ class FirestoreIdempotency:
             for snap in snaps:
                 snap.reference.delete()
         return len(snaps)
+
+
+class _CounterFull(Exception):
+    """This budget counter has no room for the charge: try the next one."""
+
+
+def budget_shards(budget: int) -> int:
+    """How many counters share the day's budget. One document takes about one
+    sustained write a second, so a large budget is split; a small one stays
+    whole, so that an expensive image still fits one counter's share."""
+    return max(1, min(_BUDGET_SHARDS, budget // 400))
+
+
+def shard_cap(budget: int, shards: int, index: int) -> int:
+    return budget // shards + (1 if index < budget % shards else 0)
+
+
+class FirestoreUsage:
+    """UsageStore: usage/user:{owner} (quotas and calls in flight, one document
+    per user, next to the upload counts) and budget/{day}-{shard} (the day's
+    spend, split across counters), both written in one atomic batch."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self.db = db
+        self.users = db.collection("usage")
+        self.budget = db.collection("budget")
+        self.config = db.collection("config").document("budget")
+
+    def charge(self, request: ChargeRequest) -> Charge:
+        """Try the budget's counters one at a time, each together with the
+        user's document: each counter holds its share of the budget, so the
+        total is never overspent, and a charge touches two documents only."""
+        shards = budget_shards(request.budget)
+        first = int(request.request_id, 16) % shards
+        for step in range(shards):
+            try:
+                return self._charge_on((first + step) % shards, shards, request)
+            except _CounterFull:
+                continue
+        raise Unavailable("budget_exhausted", "The day's budget is spent.")
+
+    def _charge_on(self, index: int, shards: int, request: ChargeRequest) -> Charge:
+        user_ref = self.users.document(usage_key(request.owner))
+        shard_ref = self.budget.document(f"{request.day}-{index}")
+
+        def decide(snaps: list[Any]) -> tuple[list[Write], Charge]:
+            user, shard = snaps
+            usage = (user.to_dict() or {}) if user.exists else {}
+            in_flight = {
+                k: v for k, v in dict(usage.get("in_flight") or {}).items() if v > request.stale_before
+            }
+            if len(in_flight) >= request.max_in_flight:
+                raise too_many_in_flight(request.max_in_flight)
+            used = int(usage.get(request.kind, 0)) if usage.get(f"{request.kind}_day") == request.day else 0
+            if used + request.cost > request.limit:
+                raise over_quota(request.kind, request.limit, used, request.reset_s)
+            spent = int((shard.to_dict() or {}).get("spent", 0)) if shard.exists else 0
+            if spent + request.cost > shard_cap(request.budget, shards, index):
+                raise _CounterFull()
+            in_flight[request.request_id] = request.now
+            update = {
+                "owner": request.owner,
+                request.kind: used + request.cost,
+                f"{request.kind}_day": request.day,
+                "in_flight": in_flight,
+            }
+            charge = Charge(
+                owner=request.owner,
+                kind=request.kind,
+                cost=request.cost,
+                day=request.day,
+                request_id=request.request_id,
+                shard=shard_ref.id,
+                limit=request.limit,
+                used=used + request.cost,
+                reset_s=request.reset_s,
+            )
+            counter = {"day": request.day, "spent": spent + request.cost}
+            return [(user_ref, user, update), (shard_ref, shard, counter)], charge
+
+        return _optimistic(self.db, lambda: [user_ref, shard_ref], decide, "Too busy; retry.")
+
+    def settle(self, charge: Charge, refund: bool) -> None:
+        user_ref = self.users.document(usage_key(charge.owner))
+        shard_ref = self.budget.document(charge.shard)
+
+        def decide(snaps: list[Any]) -> tuple[list[Write], None]:
+            user, shard = snaps
+            if not user.exists:
+                return [], None
+            usage = user.to_dict() or {}
+            in_flight = dict(usage.get("in_flight") or {})
+            in_flight.pop(charge.request_id, None)
+            update: dict[str, Any] = {"in_flight": in_flight}
+            writes: list[Write] = [(user_ref, user, update)]
+            if refund and usage.get(f"{charge.kind}_day") == charge.day:
+                update[charge.kind] = max(0, int(usage.get(charge.kind, 0)) - charge.cost)
+                if shard.exists:
+                    spent = int((shard.to_dict() or {}).get("spent", 0))
+                    writes.append((shard_ref, shard, {"spent": max(0, spent - charge.cost)}))
+            return writes, None
+
+        _optimistic(self.db, lambda: [user_ref, shard_ref], decide, "Too busy; retry.")
+
+    def used(self, owner: str, kind: str, day: str) -> int:
+        with _transient_as_unavailable():
+            snap = self.users.document(usage_key(owner)).get()
+        usage = (snap.to_dict() or {}) if snap.exists else {}
+        return int(usage.get(kind, 0)) if usage.get(f"{kind}_day") == day else 0
+
+    def budget_override(self) -> int | None:
+        with _transient_as_unavailable():
+            snap = self.config.get()
+        value = (snap.to_dict() or {}).get("daily_budget") if snap.exists else None
+        return int(value) if isinstance(value, int | float) and value >= 0 else None

@@ -13,16 +13,19 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from pixme.api import EditRequest, GenerateRequest
-from pixme.config import Settings
+from pixme.config import ModelAlias, Settings
 from pixme.conversation import Session, Turn, earlier_instructions, expiry, lineage, new_id
-from pixme.errors import Conflict, InvalidRequest, NotFound, NotReady
+from pixme.errors import Conflict, Forbidden, InvalidRequest, NotFound, NotReady, PixmeError
+from pixme.identity import Caller
 from pixme.layout import avatar_path
 from pixme.ports import (
     BlobStore,
+    Charge,
     Clock,
     IdempotencyStore,
     ImageModel,
@@ -33,7 +36,16 @@ from pixme.ports import (
 )
 from pixme.prompts import ImageRef, edit_messages, generation_messages
 from pixme.services.library import owned_session
+from pixme.spending import EDITS, GENERATIONS, Spending, charge_headers, rate_limit_headers, refundable
 from pixme.styles import get_style
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A generate or edit result, with the headers the edge sends with it."""
+
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
@@ -55,7 +67,9 @@ class Avatars:
         model: ImageModel,
         clock: Clock,
         idempotency: IdempotencyStore,
+        spending: Spending,
     ) -> None:
+        self.spending = spending
         self.settings = settings
         self.blobs = blobs
         self.uploads = uploads
@@ -64,20 +78,22 @@ class Avatars:
         self.clock = clock
         self.idempotency = idempotency
 
-    def generate(
-        self, owner: str, req: GenerateRequest, idempotency_key: str | None = None
-    ) -> dict[str, Any]:
-        return self._once(owner, idempotency_key, ("generate", req), lambda: self._generate(owner, req))
+    def generate(self, caller: Caller, req: GenerateRequest, idempotency_key: str | None = None) -> Answer:
+        return self._once(
+            caller, GENERATIONS, idempotency_key, ("generate", req), lambda: self._generate(caller, req)
+        )
 
-    def edit(self, owner: str, req: EditRequest, idempotency_key: str | None = None) -> dict[str, Any]:
-        return self._once(owner, idempotency_key, ("edit", req), lambda: self._edit(owner, req))
+    def edit(self, caller: Caller, req: EditRequest, idempotency_key: str | None = None) -> Answer:
+        return self._once(caller, EDITS, idempotency_key, ("edit", req), lambda: self._edit(caller, req))
 
     def _once(
-        self, owner: str, key: str | None, request: tuple[str, Any], run: Callable[[], dict[str, Any]]
-    ) -> dict[str, Any]:
+        self, caller: Caller, kind: str, key: str | None, request: tuple[str, Any], run: Callable[[], Answer]
+    ) -> Answer:
         """Run a request at most once per Idempotency-Key: a retry gets the first result."""
+        owner = caller.uid
         if key is None:
-            return _public(run())
+            answer = run()
+            return Answer(_public(answer.body), answer.headers)
         if not IDEMPOTENCY_KEY.match(key):
             raise InvalidRequest(
                 "invalid_idempotency_key", "Idempotency-Key must be 8-128 letters, digits, '-' or '_'."
@@ -93,17 +109,20 @@ class Avatars:
                 self.settings.assets_bucket, path, self.settings.url_ttl_s
             )
             replay["replayed"] = True
-            return replay
+            allowance = self.spending.allowance(caller, kind)  # a replay costs nothing
+            return Answer(replay, rate_limit_headers(allowance.limit, allowance.remaining, allowance.reset_s))
         try:
-            result = run()
+            answer = run()
         except BaseException:
             self.idempotency.abandon(owner, key)
             raise
-        record = {k: v for k, v in result.items() if k != "image_url"}
+        record = {k: v for k, v in answer.body.items() if k != "image_url"}
         self.idempotency.finish(owner, key, record)
-        return _public(result)
+        return Answer(_public(answer.body), answer.headers)
 
-    def _generate(self, owner: str, req: GenerateRequest) -> dict[str, Any]:
+    def _generate(self, caller: Caller, req: GenerateRequest) -> Answer:
+        owner = caller.uid
+        alias = self._allowed(caller, req.model_alias)
         upload = self.uploads.get(owner, req.upload_id)
         if upload is None:
             raise NotFound("upload_not_found", "No upload with this id.")
@@ -122,7 +141,7 @@ class Avatars:
         references = tuple(self._head_image(owner, sid) for sid in req.references)
         messages = generation_messages(style, selfie, req.prompt, req.context, req.caption, references)
         options = RenderOptions(req.aspect_ratio, req.image_size)
-        reply, ms = self._call(req.model, messages, options)
+        reply, ms, charge = self._call(caller, GENERATIONS, alias.cost, req.model, messages, options)
 
         now = self.clock.now()
         session_id, turn_id = new_id("s_"), new_id("t_")
@@ -140,12 +159,14 @@ class Avatars:
             head_turn=turn_id,
             turn_count=1,
             caption=req.caption,
+            cost=alias.cost,
         )
         with self._unless_recorded(turn):
             self.sessions.create(session, turn)
-        return self._result(session, turn)
+        return Answer(self._result(session, turn), charge_headers(charge))
 
-    def _edit(self, owner: str, req: EditRequest) -> dict[str, Any]:
+    def _edit(self, caller: Caller, req: EditRequest) -> Answer:
+        owner = caller.uid
         session = owned_session(self.sessions, owner, req.session_id, self.clock.now())
         if req.if_head and req.if_head != session.head_turn:
             raise Conflict(
@@ -168,13 +189,15 @@ class Avatars:
             req.instruction,
             caption=session.caption,
         )
-        reply, ms = self._call(session.model, messages, RenderOptions())
+        reply, ms, charge = self._call(
+            caller, EDITS, session.cost, session.model, messages, RenderOptions()
+        )
         turn = self._store_turn(
             owner, session.session_id, new_id("t_"), base_id, req.instruction, session.model, reply, ms
         )
         with self._unless_recorded(turn):
             session = self.sessions.append(session.session_id, turn, self.clock.now(), req.if_head)
-        return self._result(session, turn)
+        return Answer(self._result(session, turn), charge_headers(charge))
 
     @contextmanager
     def _unless_recorded(self, turn: Turn) -> Iterator[None]:
@@ -202,10 +225,34 @@ class Avatars:
         # Sent as a plain user image: no signature needed, and none is replayed.
         return ImageRef(data, head.mime_type)
 
-    def _call(self, model_id: str, messages: Any, options: RenderOptions) -> tuple[ModelReply, int]:
+    def _allowed(self, caller: Caller, alias_name: str | None) -> ModelAlias:
+        alias = self.settings.alias(alias_name)
+        if alias.requires is not None:
+            claim, wanted = alias.requires
+            if str(caller.claims.get(claim, "")) != wanted:
+                raise Forbidden(
+                    "model_not_allowed",
+                    f"The model '{alias.alias}' needs the {claim} '{wanted}'.",
+                    model=alias.alias,
+                )
+        return alias
+
+    def _call(
+        self, caller: Caller, kind: str, cost: int, model_id: str, messages: Any, options: RenderOptions
+    ) -> tuple[ModelReply, int, Charge]:
+        """The one model call of a request, charged before it is made."""
+        charge = self.spending.charge(caller, kind, cost)
         started = time.perf_counter()
-        reply = self.model.generate(model_id, messages, options)
-        return reply, int((time.perf_counter() - started) * 1000)
+        try:
+            reply = self.model.generate(model_id, messages, options)
+        except BaseException as err:
+            refund = refundable(err)
+            self.spending.settle(charge, refund=refund)
+            if isinstance(err, PixmeError):
+                err.headers.update(charge_headers(charge, refunded=refund))
+            raise
+        self.spending.settle(charge, refund=False)
+        return reply, int((time.perf_counter() - started) * 1000), charge
 
     def _store_turn(
         self,

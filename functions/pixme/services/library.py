@@ -1,4 +1,4 @@
-"""Use cases: read what a caller owns (sessions with their turns) and the styles."""
+"""Use cases: what a caller owns (sessions with their turns: read, delete) and the styles."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pixme.config import Settings
 from pixme.conversation import Session, Turn
 from pixme.errors import NotFound
 from pixme.ports import BlobStore, Clock, SessionStore
+from pixme.removal import remove_session
 from pixme.styles import CATALOG_VERSION, STYLES
 
 MAX_LIST = 50
@@ -48,6 +49,12 @@ class Library:
         body = self._summary(session)
         body["turns"] = [self._turn(t) for t in turns]
         return body
+
+    def delete(self, owner: str, session_id: str) -> dict[str, Any]:
+        """Delete one session of the caller: its turns, their images, the document."""
+        session = owned_session(self.sessions, owner, session_id, self.clock.now())
+        images = remove_session(self.blobs, self.sessions, self.settings.assets_bucket, session)
+        return {"session_id": session_id, "deleted": True, "images_deleted": images}
 
     def sessions_of(self, owner: str) -> dict[str, Any]:
         now = self.clock.now()
