@@ -112,6 +112,26 @@ def sessions(request: Request) -> Response:
 
 
 @functions_framework.http
+def account(request: Request) -> Response:
+    """GET /usage (quotas left), GET /export (everything stored, with signed URLs),
+    DELETE / (everything, idempotent and resumable)."""
+
+    def action() -> tuple[int, dict[str, Any]]:
+        parts = [p for p in request.path.split("/") if p]
+        who = caller(request)
+        service = wiring.accounts()
+        if request.method == "GET" and parts == ["usage"]:
+            return 200, service.usage_of(who)
+        if request.method == "GET" and parts == ["export"]:
+            return 200, service.export(who)
+        if request.method == "DELETE" and not parts:
+            return 200, service.delete(who)
+        raise NotFound("route_not_found", "No such route: GET /usage, GET /export or DELETE /.")
+
+    return serve(request, ("GET", "DELETE"), action)
+
+
+@functions_framework.http
 def cleanup(request: Request) -> Response:
     """Called by Cloud Scheduler; IAM lets only the scheduler's account invoke it."""
     return serve(request, ("POST", "GET"), lambda: (200, wiring.cleanup().run()))

@@ -68,7 +68,9 @@ SUBSCRIPTION = "pixme-on-upload-trigger"
 PULL_SUBSCRIPTION = "pixme-uploads-pull"
 HOST = "127.0.0.1"
 
-FUNCTION_TARGETS: tuple[str, ...] = ("on_upload", "uploads", "generate", "edit", "sessions", "cleanup")
+FUNCTION_TARGETS: tuple[str, ...] = (
+    "on_upload", "uploads", "generate", "edit", "sessions", "account", "cleanup",
+)
 CLOUDEVENT_TARGETS = frozenset({"on_upload"})
 COMPONENTS: tuple[str, ...] = (
     "firestore",

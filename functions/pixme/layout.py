@@ -61,3 +61,13 @@ def avatar_prefix(owner: str, session_id: str) -> str:
 def avatar_path(owner: str, session_id: str, turn_id: str, mime_type: str) -> str:
     return f"{avatar_prefix(owner, session_id)}{turn_id}.{_EXT.get(mime_type, 'bin')}"
 
+
+
+def user_prefixes(owner: str, uploads_bucket: str, assets_bucket: str) -> list[tuple[str, str]]:
+    """Every (bucket, prefix) under which one user's objects live."""
+    return [
+        (uploads_bucket, f"{UPLOADS_PREFIX}{owner}/"),
+        (assets_bucket, f"selfies/{owner}/"),
+        (assets_bucket, f"quarantine/{owner}/"),
+        (assets_bucket, f"avatars/{owner}/"),
+    ]

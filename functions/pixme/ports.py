@@ -54,6 +54,9 @@ class UploadStore(Protocol):
 
     def expired(self, now: datetime, limit: int) -> list[Upload]: ...
 
+    def list_for(self, owner: str, limit: int) -> list[Upload]:
+        """The owner's uploads, newest first, at most `limit`."""
+
     def delete(self, upload: Upload) -> None: ...
 
 
@@ -105,6 +108,9 @@ class IdempotencyStore(Protocol):
         """Release a reservation whose request failed, so a retry can run."""
 
     def purge(self, now: datetime, limit: int) -> int: ...
+
+    def forget(self, owner: str, limit: int) -> int:
+        """Delete up to `limit` of the owner's keys; returns how many."""
 
 
 @dataclass(frozen=True)
@@ -182,3 +188,6 @@ class UsageStore(Protocol):
 
     def budget_override(self) -> int | None:
         """The run-time budget (config/budget), if the operator set one."""
+
+    def forget(self, owner: str) -> None:
+        """Delete the owner's usage record (quotas, calls in flight, upload counts)."""

@@ -20,9 +20,15 @@ if TYPE_CHECKING:
 
     from pixme.adapters.appcheck import AppCheckVerifier
     from pixme.adapters.auth import FirebaseTokenVerifier
-    from pixme.adapters.firestore import FirestoreIdempotency, FirestoreSessions, FirestoreUploads
+    from pixme.adapters.firestore import (
+        FirestoreIdempotency,
+        FirestoreSessions,
+        FirestoreUploads,
+        FirestoreUsage,
+    )
     from pixme.adapters.gcs import GcsBlobStore
     from pixme.adapters.gemini import GeminiModel
+    from pixme.services.accounts import Accounts
     from pixme.services.avatars import Avatars
     from pixme.services.cleanup import Cleanup
     from pixme.services.ingest import Ingest
@@ -131,11 +137,26 @@ def avatars() -> Avatars:
 
 
 @_once
-def spending() -> Spending:
+def usage() -> FirestoreUsage:
     from pixme.adapters.firestore import FirestoreUsage
+
+    return FirestoreUsage(_db())
+
+
+@_once
+def spending() -> Spending:
     from pixme.spending import Spending
 
-    return Spending(settings(), FirestoreUsage(_db()), SystemClock())
+    return Spending(settings(), usage(), SystemClock())
+
+
+@_once
+def accounts() -> Accounts:
+    from pixme.services.accounts import Accounts
+
+    return Accounts(
+        settings(), blobs(), uploads(), sessions(), idempotency(), usage(), spending(), SystemClock()
+    )
 
 
 @_once

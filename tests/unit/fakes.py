@@ -117,6 +117,10 @@ class FakeUploads:
     def expired(self, now: datetime, limit: int) -> list[Upload]:
         return [copy.deepcopy(u) for u in self.docs.values() if u.expires_at <= now][:limit]
 
+    def list_for(self, owner: str, limit: int) -> list[Upload]:
+        mine = [copy.deepcopy(u) for u in self.docs.values() if u.owner == owner]
+        return sorted(mine, key=lambda u: u.created_at, reverse=True)[:limit]
+
     def delete(self, upload: Upload) -> None:
         self.docs.pop(upload.key, None)
 
@@ -190,6 +194,12 @@ class FakeIdempotency:
 
     def abandon(self, owner: str, key: str) -> None:
         self.entries.pop((owner, key), None)
+
+    def forget(self, owner: str, limit: int) -> int:
+        gone = [k for k in self.entries if k[0] == owner][:limit]
+        for k in gone:
+            del self.entries[k]
+        return len(gone)
 
     def purge(self, now: datetime, limit: int) -> int:
         gone = [k for k, v in self.entries.items() if v["expires_at"] <= now][:limit]
@@ -269,3 +279,7 @@ class FakeUsage:
 
     def budget_override(self) -> int | None:
         return self.override
+
+    def forget(self, owner: str) -> None:
+        self.used_units = {k: v for k, v in self.used_units.items() if k[0] != owner}
+        self.in_flight.pop(owner, None)

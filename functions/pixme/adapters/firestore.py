@@ -298,6 +298,12 @@ class FirestoreUploads:
     def expired(self, now: datetime, limit: int) -> list[Upload]:
         return [_upload(s.to_dict() or {}) for s in _expired(self.col, now, limit)]
 
+    def list_for(self, owner: str, limit: int) -> list[Upload]:
+        query = self.col.where(filter=firestore.FieldFilter("owner", "==", owner)).limit(limit)
+        with _transient_as_unavailable():
+            found = [_upload(s.to_dict() or {}) for s in query.stream()]
+        return sorted(found, key=lambda u: u.created_at, reverse=True)
+
     def delete(self, upload: Upload) -> None:
         with _transient_as_unavailable():
             self.col.document(upload.key).delete()
@@ -430,6 +436,14 @@ class FirestoreIdempotency:
         with _transient_as_unavailable():
             self._ref(owner, key).delete()
 
+    def forget(self, owner: str, limit: int) -> int:
+        query = self.col.where(filter=firestore.FieldFilter("owner", "==", owner)).limit(limit)
+        with _transient_as_unavailable():
+            snaps = list(query.stream())
+            for snap in snaps:
+                snap.reference.delete()
+        return len(snaps)
+
     def purge(self, now: datetime, limit: int) -> int:
         snaps = _expired(self.col, now, limit)
         with _transient_as_unavailable():
@@ -545,6 +559,10 @@ class FirestoreUsage:
             snap = self.users.document(usage_key(owner)).get()
         usage = (snap.to_dict() or {}) if snap.exists else {}
         return int(usage.get(kind, 0)) if usage.get(f"{kind}_day") == day else 0
+
+    def forget(self, owner: str) -> None:
+        with _transient_as_unavailable():
+            self.users.document(usage_key(owner)).delete()
 
     def budget_override(self) -> int | None:
         with _transient_as_unavailable():
