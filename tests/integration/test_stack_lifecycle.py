@@ -233,7 +233,8 @@ def test_cli_up_serves_then_stops_on_sigterm(tmp_path: Path) -> None:
     try:
         assert _wait_text(out, "Ctrl-C stops everything.", proc, 40), err.read_text()
         text = out.read_text()
-        assert "TOKEN=ey" in text and "/upload/storage/v1/b/pixme-uploads/o?uploadType=media" in text
+        assert "TOKEN=ey" in text and "curl -X PUT --data-binary @" in text
+        assert "x-goog-if-generation-match: 0" in text
         env = dict(
             line.removeprefix("export ").split("=", 1)
             for line in (LOGS / "test-cli" / "stack.env").read_text().splitlines()

@@ -89,5 +89,15 @@ def sessions(request):
 
 
 @functions_framework.http
+def uploads(request):
+    return _echo("uploads")
+
+
+@functions_framework.http
+def account(request):
+    return _echo("account")
+
+
+@functions_framework.http
 def cleanup(request):
     return _echo("cleanup")
