@@ -5,8 +5,10 @@
 locals {
   service_accounts = {
     ingest    = "Pix Me ingest (on_upload runtime)"
-    api       = "Pix Me API (generate, edit, sessions runtime)"
+    api       = "Pix Me API (generate, edit runtime)"
+    sessions  = "Pix Me sessions (sessions runtime: reads and deletes sessions)"
     uploads   = "Pix Me uploads (uploads runtime: signs upload URLs, deletes uploads)"
+    account   = "Pix Me account (account runtime: usage, export, deletes an account)"
     cleanup   = "Pix Me cleanup (cleanup runtime)"
     trigger   = "Pix Me Eventarc trigger (delivers upload events)"
     scheduler = "Pix Me scheduler (calls cleanup)"
@@ -19,7 +21,10 @@ locals {
   #                          objectAdmin it cannot change object IAM
   #   object_deleter         delete only (custom role below): Cloud Storage has
   #                          no predefined role that deletes without also writing
+  #   object_lister          list only (custom role below): names and metadata,
+  #                          not contents; objectViewer would also read them
   object_deleter = google_project_iam_custom_role.object_deleter.name
+  object_lister  = google_project_iam_custom_role.object_lister.name
 
   bucket_roles = {
     # Ingest reads the raw upload, then deletes it: after a successful ingest,
@@ -30,8 +35,15 @@ locals {
     # Ingest writes the normalized selfie, its face crop and a quarantined
     # copy; a retried event overwrites them, and a failed ingest removes them.
     ingest_writes_assets = { bucket = "assets", role = "roles/storage.objectUser", identity = "ingest" }
-    # The API reads selfies, writes avatars and signs read URLs for them.
+    # The API (generate, edit) reads selfies, writes avatars and signs read URLs for them.
     api_uses_assets = { bucket = "assets", role = "roles/storage.objectUser", identity = "api" }
+    # sessions signs read URLs for avatars (a signed URL acts with the signer's
+    # rights, so it needs get), and DELETE /{session_id} removes the session's
+    # avatars/{uid}/{session_id}/ (listed by prefix). It has its own account
+    # rather than the API's so that this is all it can do: objectUser would
+    # also let it write.
+    sessions_reads_assets   = { bucket = "assets", role = "roles/storage.objectViewer", identity = "sessions" }
+    sessions_deletes_assets = { bucket = "assets", role = local.object_deleter, identity = "sessions" }
     # The app's PUT goes through a URL the uploads function signs, and a signed
     # URL acts with the signer's permissions: the signer must be able to
     # create the object. The URL is create-only (if-generation-match 0), so
@@ -43,6 +55,15 @@ locals {
     # avatars of the sessions made from it (listed by prefix). Nothing written.
     uploads_lists_assets   = { bucket = "assets", role = "roles/storage.objectViewer", identity = "uploads" }
     uploads_deletes_assets = { bucket = "assets", role = local.object_deleter, identity = "uploads" }
+    # account's DELETE / removes every object of the caller: by name and by
+    # prefix (uploads/{uid}/ here), so list and delete; it never reads an
+    # original, so no get.
+    account_lists_uploads   = { bucket = "uploads", role = local.object_lister, identity = "account" }
+    account_deletes_uploads = { bucket = "uploads", role = local.object_deleter, identity = "account" }
+    # ... and selfies/, quarantine/ and avatars/ of the caller here; GET
+    # /export signs read URLs for them, which needs get. Nothing written.
+    account_reads_assets   = { bucket = "assets", role = "roles/storage.objectViewer", identity = "account" }
+    account_deletes_assets = { bucket = "assets", role = local.object_deleter, identity = "account" }
     # Cleanup lists and deletes expired objects in both buckets; it writes nothing.
     cleanup_lists_uploads   = { bucket = "uploads", role = "roles/storage.objectViewer", identity = "cleanup" }
     cleanup_deletes_uploads = { bucket = "uploads", role = local.object_deleter, identity = "cleanup" }
@@ -61,6 +82,10 @@ locals {
     cleanup_datastore = { role = "roles/datastore.user", member = "serviceAccount:${google_service_account.sa["cleanup"].email}" }
     # Upload documents (pending, status, delete) and the sessions made from them.
     uploads_datastore = { role = "roles/datastore.user", member = "serviceAccount:${google_service_account.sa["uploads"].email}" }
+    # Sessions and turns (read, delete) and upload status.
+    sessions_datastore = { role = "roles/datastore.user", member = "serviceAccount:${google_service_account.sa["sessions"].email}" }
+    # Every upload, session, turn, idempotency and usage document of the caller (read, delete).
+    account_datastore = { role = "roles/datastore.user", member = "serviceAccount:${google_service_account.sa["account"].email}" }
     # Gemini through Vertex AI.
     api_vertex = { role = "roles/aiplatform.user", member = "serviceAccount:${google_service_account.sa["api"].email}" }
     # Eventarc triggers need their service account to receive events.
@@ -110,9 +135,19 @@ resource "google_project_iam_custom_role" "object_deleter" {
   depends_on = [google_project_service.apis]
 }
 
-# Signed URLs without a private key: the API (read URLs) and the uploads
-# function (PUT URLs) sign through IAM signBlob, each as itself, which needs
-# the token creator role on its own account and nothing wider.
+# Defined in the project, granted only on single buckets, above.
+resource "google_project_iam_custom_role" "object_lister" {
+  role_id     = "${replace(var.name_prefix, "-", "_")}_objectLister"
+  title       = "Pix Me object lister"
+  description = "Lists Cloud Storage objects (names and metadata, not contents), nothing else. Granted per bucket by the Pix Me stack."
+  permissions = ["storage.objects.list"]
+
+  depends_on = [google_project_service.apis]
+}
+
+# Signed URLs without a private key: the API, sessions and account (read
+# URLs) and the uploads function (PUT URLs) sign through IAM signBlob, each as
+# itself, which needs the token creator role on its own account and nothing wider.
 resource "google_service_account_iam_member" "signs_as_itself" {
   for_each = local.signing_identities
 

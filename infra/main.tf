@@ -38,8 +38,8 @@ locals {
     }
     sessions = {
       entry_point = "sessions"
-      description = "Lists and reads a user's uploads, sessions and turns."
-      identity    = "api"
+      description = "Lists, reads and deletes a user's sessions and turns; reads an upload's status."
+      identity    = "sessions"
       trigger     = "https"
       public      = true
       calls_model = false
@@ -49,6 +49,15 @@ locals {
       entry_point = "uploads"
       description = "Registers a selfie upload and returns a signed PUT URL for it; reports its status; deletes it with everything made from it."
       identity    = "uploads"
+      trigger     = "https"
+      public      = true
+      calls_model = false
+      ingress     = "ALLOW_ALL"
+    }
+    account = {
+      entry_point = "account"
+      description = "A user's remaining quotas, an export of everything stored for them (with signed URLs), and its deletion."
+      identity    = "account"
       trigger     = "https"
       public      = true
       calls_model = false
@@ -68,12 +77,17 @@ locals {
   # min_instances 0 everywhere: no always-on cost. max_instances bounds spend.
   # A full-size phone photo is decoded in memory, hence 1Gi and a whole CPU for ingest.
   # uploads' DELETE removes an upload with its sessions' images, one object at a time.
+  # account's export signs one URL per image (an IAM call each) and its DELETE
+  # works through up to 1000 sessions and 1000 uploads; it answers
+  # complete=false past that, and a retry resumes. It is rarely called, so a
+  # smaller instance bound is enough.
   function_defaults = {
     on_upload = { memory = "1Gi", cpu = "1", timeout_s = 180, min_instances = 0, max_instances = 20, concurrency = 1 }
     generate  = { memory = "512Mi", cpu = null, timeout_s = 120, min_instances = 0, max_instances = 20, concurrency = 1 }
     edit      = { memory = "512Mi", cpu = null, timeout_s = 120, min_instances = 0, max_instances = 20, concurrency = 1 }
     sessions  = { memory = "512Mi", cpu = null, timeout_s = 30, min_instances = 0, max_instances = 20, concurrency = 1 }
     uploads   = { memory = "512Mi", cpu = null, timeout_s = 60, min_instances = 0, max_instances = 20, concurrency = 1 }
+    account   = { memory = "512Mi", cpu = null, timeout_s = 300, min_instances = 0, max_instances = 10, concurrency = 1 }
     cleanup   = { memory = "512Mi", cpu = null, timeout_s = 900, min_instances = 0, max_instances = 1, concurrency = 1 }
   }
 
@@ -101,7 +115,48 @@ locals {
     PIXME_MAX_EVENT_AGE_S     = tostring(var.app.max_event_age_s)
   }
 
-  # Settings only some functions use. A function that signs URLs signs as its
+  # Settings several functions use, by concern; function_env_groups says who
+  # gets which. A function that reports a limit gets it too, so what
+  # account's /usage says is what generate, edit and uploads enforce.
+  shared_env = {
+    # Every function that verifies a Firebase ID token (web.caller): the guest
+    # policy, and App Check, whose tokens name the project by number.
+    caller = {
+      PIXME_ANONYMOUS      = var.app.anonymous
+      PIXME_APP_CHECK      = var.app.app_check
+      PIXME_PROJECT_NUMBER = data.google_project.this.number
+    }
+    # Per-user daily quotas (cost units) and the cap on model calls in flight.
+    quotas = {
+      PIXME_DAILY_GENERATIONS           = tostring(var.app.daily_generations)
+      PIXME_DAILY_EDITS                 = tostring(var.app.daily_edits)
+      PIXME_ANONYMOUS_DAILY_GENERATIONS = tostring(var.app.anonymous_daily_generations)
+      PIXME_ANONYMOUS_DAILY_EDITS       = tostring(var.app.anonymous_daily_edits)
+      PIXME_USER_MAX_IN_FLIGHT          = tostring(var.app.user_max_in_flight)
+    }
+    # The project's daily budget, the kill switch: Firestore config/budget
+    # overrides it at run time (README, "Budget kill switch").
+    budget = {
+      PIXME_DAILY_BUDGET   = tostring(var.app.daily_budget)
+      PIXME_BUDGET_CACHE_S = tostring(var.app.budget_cache_s)
+    }
+    upload_limits = {
+      PIXME_DAILY_UPLOADS       = tostring(var.app.daily_uploads)
+      PIXME_MAX_PENDING_UPLOADS = tostring(var.app.max_pending_uploads)
+    }
+  }
+
+  function_env_groups = {
+    on_upload = []
+    generate  = ["caller", "quotas", "budget"]
+    edit      = ["caller", "quotas", "budget"]
+    sessions  = ["caller"]
+    uploads   = ["caller", "upload_limits"]
+    account   = ["caller", "quotas", "upload_limits"]
+    cleanup   = []
+  }
+
+  # Settings only one function uses. A function that signs URLs signs as its
   # own runtime account, the only one it holds token creator on (iam.tf).
   function_env_extra = {
     on_upload = {
@@ -114,22 +169,25 @@ locals {
     }
     generate = { PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["api"].email }
     edit     = { PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["api"].email }
-    sessions = { PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["api"].email }
+    sessions = { PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["sessions"].email }
     uploads = {
       PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["uploads"].email
       PIXME_UPLOAD_URL_TTL_S        = tostring(var.app.upload_url_ttl_s)
-      PIXME_DAILY_UPLOADS           = tostring(var.app.daily_uploads)
-      PIXME_MAX_PENDING_UPLOADS     = tostring(var.app.max_pending_uploads)
     }
+    account = { PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["account"].email }
     cleanup = {}
   }
 
   function_env = {
-    for name in keys(local.function_specs) : name => merge(local.common_env, local.function_env_extra[name])
+    for name in keys(local.function_specs) : name => merge(
+      local.common_env,
+      merge([for group in local.function_env_groups[name] : local.shared_env[group]]...),
+      local.function_env_extra[name],
+    )
   }
 
   # Accounts that sign URLs through IAM signBlob, each as itself (iam.tf).
-  signing_identities = toset(["api", "uploads"])
+  signing_identities = toset(["api", "sessions", "uploads", "account"])
 
   required_apis = [
     "aiplatform.googleapis.com",
@@ -147,10 +205,18 @@ locals {
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
+    # The budget_exhausted metric and its alert (monitoring.tf).
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "storage.googleapis.com",
   ]
+}
+
+# The project number, for App Check (its tokens' audience is projects/NUMBER).
+data "google_project" "this" {
+  project_id = var.project_id
 }
 
 resource "google_project_service" "apis" {

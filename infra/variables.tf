@@ -68,6 +68,25 @@ variable "app" {
     # how wide, relative to the largest face, another must be to count as a second.
     face_min_score    = optional(number, 70)
     second_face_ratio = optional(number, 0.5)
+    # generate, edit (and account's /usage): per-user daily quotas in cost
+    # units (a model alias's cost=N; a Pro image may count 4), for signed-in
+    # and anonymous users, and the model calls one user may have in flight.
+    # A quota of 0 turns that kind off for the tier.
+    daily_generations           = optional(number, 20)
+    daily_edits                 = optional(number, 100)
+    anonymous_daily_generations = optional(number, 3)
+    anonymous_daily_edits       = optional(number, 15)
+    user_max_in_flight          = optional(number, 2)
+    # generate, edit: the project's daily budget in cost units (0 stops all
+    # generation), and how long a function caches the run-time override in
+    # Firestore config/budget (README, "Budget kill switch").
+    daily_budget   = optional(number, 5000)
+    budget_cache_s = optional(number, 30)
+    # Every function that checks Firebase ID tokens: whether anonymous
+    # (guest) users are let in, and App Check (off, monitor: verify and log,
+    # enforce: refuse requests without a valid token).
+    anonymous = optional(string, "allow")
+    app_check = optional(string, "off")
   })
   default = {}
 
@@ -77,8 +96,14 @@ variable "app" {
   }
 
   validation {
-    condition     = var.app.models == "" ? true : can(regex("^[a-z0-9_-]+=[A-Za-z0-9._-]+(,[a-z0-9_-]+=[A-Za-z0-9._-]+)*$", var.app.models))
-    error_message = "app.models must be a comma-separated allowlist of alias=model-id pairs, e.g. flash=gemini-3.1-flash-image,pro=gemini-3-pro-image."
+    # Each entry: alias=model-id, then optionally ;cost=N (N >= 1, what one
+    # image counts against quotas and budget) and ;requires=claim:value (a
+    # custom claim the caller's token must carry), as config.py parses them.
+    condition = var.app.models == "" ? true : alltrue([
+      for entry in split(",", var.app.models) :
+      can(regex("^[a-z0-9_-]+=[A-Za-z0-9._-]+(;cost=[1-9][0-9]*|;requires=[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+)*$", entry))
+    ])
+    error_message = "app.models must be a comma-separated allowlist of alias=model-id entries, each optionally followed by ;cost=N and ;requires=claim:value, e.g. flash=gemini-3.1-flash-image,pro=gemini-3-pro-image;cost=4;requires=plan:pro."
   }
 
   validation {
@@ -134,10 +159,59 @@ variable "app" {
     condition     = var.app.second_face_ratio >= 0.05 && var.app.second_face_ratio <= 1
     error_message = "app.second_face_ratio must be between 0.05 and 1 (a fraction of the largest face's width)."
   }
+
+  validation {
+    condition     = floor(var.app.daily_generations) == var.app.daily_generations && var.app.daily_generations >= 0 && var.app.daily_generations <= 10000
+    error_message = "app.daily_generations must be a whole number of cost units between 0 and 10000."
+  }
+
+  validation {
+    condition     = floor(var.app.daily_edits) == var.app.daily_edits && var.app.daily_edits >= 0 && var.app.daily_edits <= 10000
+    error_message = "app.daily_edits must be a whole number of cost units between 0 and 10000."
+  }
+
+  # The anonymous tier is the lower one: a guest gets no more than a signed-in user.
+  validation {
+    condition     = floor(var.app.anonymous_daily_generations) == var.app.anonymous_daily_generations && var.app.anonymous_daily_generations >= 0 && var.app.anonymous_daily_generations <= var.app.daily_generations
+    error_message = "app.anonymous_daily_generations must be a whole number between 0 and app.daily_generations."
+  }
+
+  validation {
+    condition     = floor(var.app.anonymous_daily_edits) == var.app.anonymous_daily_edits && var.app.anonymous_daily_edits >= 0 && var.app.anonymous_daily_edits <= var.app.daily_edits
+    error_message = "app.anonymous_daily_edits must be a whole number between 0 and app.daily_edits."
+  }
+
+  validation {
+    condition     = floor(var.app.user_max_in_flight) == var.app.user_max_in_flight && var.app.user_max_in_flight >= 1 && var.app.user_max_in_flight <= 20
+    error_message = "app.user_max_in_flight must be a whole number between 1 and 20."
+  }
+
+  validation {
+    # 0 is the kill switch: no generation or edit at all.
+    condition     = floor(var.app.daily_budget) == var.app.daily_budget && var.app.daily_budget >= 0 && var.app.daily_budget <= 10000000
+    error_message = "app.daily_budget must be a whole number of cost units between 0 (stops all generation) and 10000000."
+  }
+
+  validation {
+    # The cache is how long flipping config/budget takes to reach every instance.
+    condition     = floor(var.app.budget_cache_s) == var.app.budget_cache_s && var.app.budget_cache_s >= 0 && var.app.budget_cache_s <= 600
+    error_message = "app.budget_cache_s must be a whole number of seconds between 0 and 600."
+  }
+
+  validation {
+    condition     = contains(["allow", "deny"], var.app.anonymous)
+    error_message = "app.anonymous must be allow or deny."
+  }
+
+  validation {
+    # Not off needs the project number, which main.tf passes from data.google_project.
+    condition     = contains(["off", "monitor", "enforce"], var.app.app_check)
+    error_message = "app.app_check must be off, monitor or enforce."
+  }
 }
 
 variable "functions" {
-  description = "Per-function overrides of the sizing defaults in main.tf (keys: on_upload, generate, edit, sessions, uploads, cleanup). Unset attributes keep their defaults."
+  description = "Per-function overrides of the sizing defaults in main.tf (keys: on_upload, generate, edit, sessions, uploads, account, cleanup). Unset attributes keep their defaults."
   type = map(object({
     memory        = optional(string)
     cpu           = optional(string)
@@ -149,8 +223,8 @@ variable "functions" {
   default = {}
 
   validation {
-    condition     = alltrue([for name in keys(var.functions) : contains(["on_upload", "generate", "edit", "sessions", "uploads", "cleanup"], name)])
-    error_message = "functions keys must be among on_upload, generate, edit, sessions, uploads, cleanup."
+    condition     = alltrue([for name in keys(var.functions) : contains(["on_upload", "generate", "edit", "sessions", "uploads", "account", "cleanup"], name)])
+    error_message = "functions keys must be among on_upload, generate, edit, sessions, uploads, account, cleanup."
   }
 
   validation {
@@ -233,4 +307,15 @@ variable "force_destroy_buckets" {
   description = "Let terraform destroy delete buckets that still hold objects. Keep false outside throwaway projects."
   type        = bool
   default     = false
+}
+
+variable "alert_notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/PROJECT/notificationChannels/ID) that the budget_exhausted alert notifies. Empty: the alert opens incidents in the console only."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for channel in var.alert_notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", channel))])
+    error_message = "alert_notification_channels must be full names: projects/PROJECT/notificationChannels/ID."
+  }
 }

@@ -15,6 +15,10 @@ trace_var: ContextVar[str | None] = ContextVar("trace", default=None)
 _configured = False
 
 
+# The attributes every LogRecord has; anything else came with `extra=`.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, project: str) -> None:
         super().__init__()
@@ -31,6 +35,12 @@ class JsonFormatter(logging.Formatter):
             entry["logging.googleapis.com/trace"] = f"projects/{self.project}/traces/{trace}"
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)
+        # Fields given with `extra=` (e.g. event="budget_exhausted") become
+        # jsonPayload fields that log-based metrics and alerts can filter on.
+        for name, value in record.__dict__.items():
+            if name not in _STANDARD and not name.startswith("_") and name not in entry:
+                plain = isinstance(value, str | int | float | bool) or value is None
+                entry[name] = value if plain else str(value)
         return json.dumps(entry)
 
 

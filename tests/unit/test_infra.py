@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 FUNCTIONS_DIR = ROOT / "functions"
 
-FUNCTIONS = {"on_upload", "generate", "edit", "sessions", "uploads", "cleanup"}
-PUBLIC_FUNCTIONS = {"generate", "edit", "sessions", "uploads"}
+FUNCTIONS = {"on_upload", "generate", "edit", "sessions", "uploads", "account", "cleanup"}
+PUBLIC_FUNCTIONS = {"generate", "edit", "sessions", "uploads", "account"}
 # Every function gets these; the signing account only the functions that sign.
 REQUIRED_ENV = {
     "GOOGLE_CLOUD_PROJECT",
@@ -43,7 +43,7 @@ REQUIRED_ENV = {
 REQUIRED_APIS = (
     "cloudfunctions", "run", "eventarc", "pubsub", "storage", "firestore",
     "cloudscheduler", "aiplatform", "iamcredentials", "cloudbuild", "artifactregistry",
-    "firebase", "firebaserules", "firebasestorage",
+    "firebase", "firebaserules", "firebasestorage", "logging", "monitoring",
 )  # fmt: skip
 FORBIDDEN_ROLES = {"roles/owner", "roles/editor", "roles/storage.admin", "roles/storage.objectAdmin"}
 TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"
@@ -65,9 +65,15 @@ BUCKET_ACCESS = {
     ("ingest", "uploads"): {GET, LIST, DELETE},
     ("ingest", "assets"): {GET, LIST, CREATE, UPDATE, DELETE},
     ("api", "assets"): {GET, LIST, CREATE, UPDATE, DELETE},
+    # Signs read URLs for avatars; DELETE /{session_id} removes a session's avatars. No writing.
+    ("sessions", "assets"): {GET, LIST, DELETE},
     # Signs create-only PUT URLs (a signed URL acts with the signer's rights); deletes uploads.
     ("uploads", "uploads"): {CREATE, DELETE},
     ("uploads", "assets"): {GET, LIST, DELETE},
+    # Deletes everything of a user: lists and deletes raw uploads (never reads
+    # them); lists, reads (signs export URLs) and deletes assets. Never writes.
+    ("account", "uploads"): {LIST, DELETE},
+    ("account", "assets"): {GET, LIST, DELETE},
     ("cleanup", "uploads"): {GET, LIST, DELETE},
     ("cleanup", "assets"): {GET, LIST, DELETE},
 }
@@ -77,6 +83,11 @@ INVOKER_RESOURCES = (
     "google_cloudfunctions2_function_iam_member",
 )
 FINALIZED = "google.cloud.storage.object.v1.finalized"
+# The custom roles: one permission each, granted only on buckets.
+CUSTOM_ROLES = {"object_deleter": {DELETE}, "object_lister": {LIST}}
+# The functions that verify Firebase ID tokens, and the runtime accounts that sign URLs.
+TOKEN_CHECKING = {"generate", "edit", "sessions", "uploads", "account"}
+SIGNERS = {"api", "sessions", "uploads", "account"}
 
 
 # --- reading HCL -----------------------------------------------------------
@@ -217,22 +228,36 @@ def invoker_grants(tf: Config) -> list[tuple[str, dict[str, Any]]]:
 
 
 def function_envs(tf: Config) -> dict[str, dict[str, str]]:
-    """The environment of each function: the common settings plus its own."""
-    expression = tf.locals["function_env"]
-    assert "for name in keys(local.function_specs)" in expression
-    assert "merge(local.common_env, local.function_env_extra[name])" in expression
+    """The environment of each function: the common settings, its shared
+    groups in order, then its own (the same merge main.tf makes)."""
+    expression = " ".join(tf.locals["function_env"].split())
+    assert "for name in keys(local.function_specs) : name => merge(" in expression
+    groups = "merge([for group in local.function_env_groups[name] : local.shared_env[group]] ...)"
+    assert f"local.common_env, {groups}, local.function_env_extra[name]" in expression, expression
     common = tf.locals["common_env"]
+    shared = tf.locals["shared_env"]
+    groups_of = tf.locals["function_env_groups"]
     extra = tf.locals["function_env_extra"]
-    assert set(extra) == set(tf.locals["function_specs"]), "every function needs an entry, even an empty one"
-    return {name: {**common, **own} for name, own in extra.items()}
+    functions = set(tf.locals["function_specs"])
+    assert set(extra) == functions, "every function needs an entry, even an empty one"
+    assert set(groups_of) == functions, "every function needs a group list, even an empty one"
+    envs = {}
+    for name, own in extra.items():
+        env = dict(common)
+        for group in groups_of[name]:
+            env.update(shared[group])
+        env.update(own)
+        envs[name] = env
+    return envs
 
 
 def role_permissions(tf: Config, role: str) -> set[str]:
     if role in PREDEFINED_OBJECT_ROLES:
         return PREDEFINED_OBJECT_ROLES[role]
-    assert role == "${local.object_deleter}", f"unexpected bucket role {role}"
-    assert tf.locals["object_deleter"] == "${google_project_iam_custom_role.object_deleter.name}"
-    return set(tf.resource("google_project_iam_custom_role", "object_deleter")["permissions"])
+    custom = local_name(role)
+    assert custom in CUSTOM_ROLES, f"unexpected bucket role {role}"
+    assert tf.locals[custom] == f"${{google_project_iam_custom_role.{custom}.name}}"
+    return set(tf.resource("google_project_iam_custom_role", custom)["permissions"])
 
 
 def bucket_grants(tf: Config) -> list[dict[str, Any]]:
@@ -393,15 +418,17 @@ def test_no_storage_role_at_project_level(tf: Config) -> None:
 
 def test_storage_roles_are_bucket_scoped_object_roles(tf: Config) -> None:
     entries = bucket_grants(tf)
-    assert {e["role"] for e in entries} <= set(PREDEFINED_OBJECT_ROLES) | {"${local.object_deleter}"}
+    custom = {f"${{local.{name}}}" for name in CUSTOM_ROLES}
+    assert {e["role"] for e in entries} <= set(PREDEFINED_OBJECT_ROLES) | custom
     assert {e["bucket"] for e in entries} == {"uploads", "assets"}
     assert tf.locals["buckets"] == {
         "uploads": "${google_storage_bucket.uploads.name}",
         "assets": "${google_storage_bucket.assets.name}",
     }
-    # The one custom role deletes objects and does nothing else.
-    assert tf.resources("google_project_iam_custom_role").keys() == {"object_deleter"}
-    assert role_permissions(tf, "${local.object_deleter}") == {DELETE}
+    # The custom roles delete or list objects, each doing nothing else.
+    assert tf.resources("google_project_iam_custom_role").keys() == CUSTOM_ROLES.keys()
+    for name, permissions in CUSTOM_ROLES.items():
+        assert role_permissions(tf, f"${{local.{name}}}") == permissions, name
 
 
 def test_each_identity_gets_exactly_its_bucket_access(tf: Config) -> None:
@@ -436,7 +463,9 @@ def test_signers_sign_only_as_themselves(tf: Config, specs: dict[str, Any]) -> N
             "member": "serviceAccount:${google_service_account.sa[each.key].email}",
         }
     }
-    assert tf.locals["signing_identities"] == '${toset(["api", "uploads"])}'
+    listed = re.fullmatch(r"\$\{toset\(\[(.*)\]\)\}", tf.locals["signing_identities"])
+    assert listed, tf.locals["signing_identities"]
+    assert {item.strip().strip('"') for item in listed.group(1).split(",")} == SIGNERS
     assert TOKEN_CREATOR not in project_roles(tf)
 
     # A function that signs names its own runtime account, which holds the
@@ -447,7 +476,7 @@ def test_signers_sign_only_as_themselves(tf: Config, specs: dict[str, Any]) -> N
             identity = specs[name]["identity"]
             assert env[SIGNING_ACCOUNT] == f'${{google_service_account.sa["{identity}"].email}}', name
             signers.add(identity)
-    assert signers == {"api", "uploads"}
+    assert signers == SIGNERS
 
     # Renaming the api's grant moved it instead of revoking and re-granting it.
     moved = {
@@ -462,11 +491,12 @@ def test_runtime_identities_are_separate(tf: Config, specs: dict[str, Any]) -> N
         "on_upload": "ingest",
         "generate": "api",
         "edit": "api",
-        "sessions": "api",
+        "sessions": "sessions",
         "uploads": "uploads",
+        "account": "account",
         "cleanup": "cleanup",
     }
-    runtimes = {"ingest", "api", "uploads", "cleanup"}
+    runtimes = {"ingest", "api", "sessions", "uploads", "account", "cleanup"}
     assert set(tf.locals["service_accounts"]) == runtimes | {"trigger", "scheduler"}
     service = block(tf.resource("google_cloudfunctions2_function", "fn"), "service_config")
     assert service["service_account_email"] == "${google_service_account.sa[each.value.identity].email}"
@@ -494,6 +524,49 @@ def test_uploads_is_public_https_with_its_own_narrow_identity(tf: Config, specs:
     assert not bucket_access(tf)[("uploads", "assets")] & {CREATE, UPDATE}
 
 
+def project_roles_of(tf: Config, identity: str) -> list[str]:
+    member = sa_member(identity)
+    return [e["role"] for e in tf.locals["project_roles"].values() if e["member"] == member]
+
+
+def test_account_is_public_https_with_its_own_narrow_identity(tf: Config, specs: dict[str, Any]) -> None:
+    spec = specs["account"]
+    assert spec["entry_point"] == "account"
+    assert spec["trigger"] == "https" and spec["public"] is True and spec["ingress"] == "ALLOW_ALL"
+    assert spec["calls_model"] is False
+    assert spec["identity"] == "account"
+    assert [name for name, s in specs.items() if s["identity"] == "account"] == ["account"]
+    assert "account" in tf.locals["service_accounts"]
+
+    # Firestore (every document of the caller, read and delete); no Vertex AI.
+    assert project_roles_of(tf, "account") == ["roles/datastore.user"]
+    # Storage: exactly list + delete on uploads, list + get + delete on assets.
+    access = bucket_access(tf)
+    assert access[("account", "uploads")] == {LIST, DELETE}
+    assert access[("account", "assets")] == {GET, LIST, DELETE}
+    assert not (access[("account", "uploads")] | access[("account", "assets")]) & {CREATE, UPDATE}
+    roles = {e["role"] for e in bucket_grants(tf) if e["identity"] == "account"}
+    assert roles == {"roles/storage.objectViewer", "${local.object_deleter}", "${local.object_lister}"}
+    # Signs its export URLs as itself (test_signers_sign_only_as_themselves
+    # checks the grant is on its own account only).
+    assert "account" in SIGNERS
+    assert function_envs(tf)["account"][SIGNING_ACCOUNT] == '${google_service_account.sa["account"].email}'
+
+
+def test_sessions_deletes_avatars_but_cannot_write(tf: Config, specs: dict[str, Any]) -> None:
+    # DELETE /{session_id} removes avatars/{uid}/{session_id}/: delete in the
+    # assets bucket, and read (it signs read URLs) - but no create, which the
+    # API's objectUser would also give, hence its own account.
+    assert specs["sessions"]["identity"] == "sessions"
+    assert [name for name, s in specs.items() if s["identity"] == "sessions"] == ["sessions"]
+    access = bucket_access(tf)
+    assert access[("sessions", "assets")] == {GET, LIST, DELETE}
+    assert ("sessions", "uploads") not in access
+    roles = {e["role"] for e in bucket_grants(tf) if e["identity"] == "sessions"}
+    assert roles == {"roles/storage.objectViewer", "${local.object_deleter}"}
+    assert project_roles_of(tf, "sessions") == ["roles/datastore.user"]
+
+
 # --- environment -----------------------------------------------------------
 
 
@@ -508,7 +581,7 @@ def test_every_function_gets_the_pixme_environment(tf: Config) -> None:
         assert env["PIXME_UPLOADS_BUCKET"] == "${google_storage_bucket.uploads.name}"
         assert env["PIXME_ASSETS_BUCKET"] == "${google_storage_bucket.assets.name}"
     signing = {name for name, env in envs.items() if SIGNING_ACCOUNT in env}
-    assert signing == {"generate", "edit", "sessions", "uploads"}
+    assert signing == {"generate", "edit", "sessions", "uploads", "account"}
 
     app_type = tf.variables["app"]["type"]
     assert variable_default(app_type, "model") == "gemini-3.1-flash-image"
@@ -518,23 +591,77 @@ def test_every_function_gets_the_pixme_environment(tf: Config) -> None:
     assert variable_default(app_type, "vertex_location") == "global"
 
 
-# Settings only one function uses: which function, and the app attribute it comes from.
-OWN_SETTINGS = {
-    "PIXME_UPLOAD_URL_TTL_S": ("uploads", "upload_url_ttl_s"),
-    "PIXME_DAILY_UPLOADS": ("uploads", "daily_uploads"),
-    "PIXME_MAX_PENDING_UPLOADS": ("uploads", "max_pending_uploads"),
-    "PIXME_FACE_MIN_SCORE": ("on_upload", "face_min_score"),
-    "PIXME_SECOND_FACE_RATIO": ("on_upload", "second_face_ratio"),
+# Settings only some functions get: which ones (the ones whose code reads
+# it), and the value infra sets. A function that reports a limit (account's
+# /usage) gets it as well as the function that enforces it.
+QUOTA_USERS = {"generate", "edit", "account"}
+SCOPED_SETTINGS: dict[str, tuple[set[str], str]] = {
+    "PIXME_UPLOAD_URL_TTL_S": ({"uploads"}, "${tostring(var.app.upload_url_ttl_s)}"),
+    "PIXME_DAILY_UPLOADS": ({"uploads", "account"}, "${tostring(var.app.daily_uploads)}"),
+    "PIXME_MAX_PENDING_UPLOADS": ({"uploads", "account"}, "${tostring(var.app.max_pending_uploads)}"),
+    "PIXME_FACE_MIN_SCORE": ({"on_upload"}, "${tostring(var.app.face_min_score)}"),
+    "PIXME_SECOND_FACE_RATIO": ({"on_upload"}, "${tostring(var.app.second_face_ratio)}"),
+    "PIXME_NO_FACE": ({"on_upload"}, "reject"),
+    "PIXME_MULTIPLE_FACES": ({"on_upload"}, "reject"),
+    "PIXME_REJECTED_ORIGINALS": ({"on_upload"}, "delete"),
+    "PIXME_DAILY_GENERATIONS": (QUOTA_USERS, "${tostring(var.app.daily_generations)}"),
+    "PIXME_DAILY_EDITS": (QUOTA_USERS, "${tostring(var.app.daily_edits)}"),
+    "PIXME_ANONYMOUS_DAILY_GENERATIONS": (QUOTA_USERS, "${tostring(var.app.anonymous_daily_generations)}"),
+    "PIXME_ANONYMOUS_DAILY_EDITS": (QUOTA_USERS, "${tostring(var.app.anonymous_daily_edits)}"),
+    "PIXME_USER_MAX_IN_FLIGHT": (QUOTA_USERS, "${tostring(var.app.user_max_in_flight)}"),
+    "PIXME_DAILY_BUDGET": ({"generate", "edit"}, "${tostring(var.app.daily_budget)}"),
+    "PIXME_BUDGET_CACHE_S": ({"generate", "edit"}, "${tostring(var.app.budget_cache_s)}"),
+    # web.caller: every function that verifies a Firebase ID token.
+    "PIXME_ANONYMOUS": (TOKEN_CHECKING, "${var.app.anonymous}"),
+    "PIXME_APP_CHECK": (TOKEN_CHECKING, "${var.app.app_check}"),
+    "PIXME_PROJECT_NUMBER": (TOKEN_CHECKING, "${data.google_project.this.number}"),
+}
+# Read by the code, deliberately left to its defaults (or, for the signer,
+# set per function and checked by test_signers_sign_only_as_themselves).
+LEFT_TO_THE_CODE = {
+    "PIXME_MAX_UPLOAD_BYTES",
+    "PIXME_MAX_UPLOAD_PIXELS",
+    "PIXME_MAX_SIDE",
+    "PIXME_MAX_TEXT_CHARS",
+    "PIXME_AUTH_CERTS_URL",
+    "PIXME_APP_CHECK_JWKS_URL",
+    "PIXME_SIGNING_KEY_FILE",
+    "PIXME_PUBLIC_STORAGE_URL",
+    "PIXME_LOG_FORMAT",
 }
 
 
-def test_upload_and_face_settings_reach_the_function_that_uses_them(tf: Config) -> None:
+def validations(tf: Config) -> str:
+    return " ".join(v["condition"] for v in tf.variables["app"]["validation"])
+
+
+def test_scoped_settings_reach_exactly_the_functions_that_read_them(tf: Config) -> None:
     envs = function_envs(tf)
-    validations = " ".join(v["condition"] for v in tf.variables["app"]["validation"])
-    for variable, (function, attribute) in OWN_SETTINGS.items():
-        assert envs[function][variable] == f"${{tostring(var.app.{attribute})}}", variable
-        assert [name for name, env in envs.items() if variable in env] == [function], variable
-        assert f"var.app.{attribute}" in validations, f"app.{attribute} is not validated"
+    for variable, (functions, value) in SCOPED_SETTINGS.items():
+        assert {name for name, env in envs.items() if variable in env} == functions, variable
+        assert all(envs[name][variable] == value for name in functions), variable
+        attribute = re.search(r"var\.app\.(\w+)", value)
+        if attribute:
+            assert attribute.group(0) in validations(tf), f"app.{attribute.group(1)} is not validated"
+    assert tf.data("google_project")["this"]["project_id"] == "${var.project_id}"
+
+
+def test_every_setting_the_code_reads_is_decided_by_infra(tf: Config) -> None:
+    if str(FUNCTIONS_DIR) not in sys.path:
+        sys.path.insert(0, str(FUNCTIONS_DIR))
+    from pixme.config import ENV_VARS
+
+    envs = function_envs(tf)
+    set_by_infra = {k for env in envs.values() for k in env}
+    common = set(tf.locals["common_env"])
+    # A new setting in config.py fails here until infra passes it (and says
+    # to which functions, in SCOPED_SETTINGS) or leaves it to the code.
+    undecided = set(ENV_VARS) - set_by_infra - LEFT_TO_THE_CODE
+    assert not undecided, f"config.py reads {sorted(undecided)}: pass them or list them in LEFT_TO_THE_CODE"
+    scoped = set(set_by_infra) - common - {SIGNING_ACCOUNT}
+    assert scoped == set(SCOPED_SETTINGS), f"unlisted in SCOPED_SETTINGS: {scoped ^ set(SCOPED_SETTINGS)}"
+    assert not LEFT_TO_THE_CODE & set_by_infra, LEFT_TO_THE_CODE & set_by_infra
+    assert set(ENV_VARS) >= LEFT_TO_THE_CODE
 
 
 def test_app_defaults_are_the_codes_defaults(tf: Config) -> None:
@@ -545,10 +672,12 @@ def test_app_defaults_are_the_codes_defaults(tf: Config) -> None:
     code: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Settings)}
     app_type = tf.variables["app"]["type"]
     attributes = re.findall(r"\b(\w+)\s*=\s*optional\(number", app_type)
-    assert {a for _, a in OWN_SETTINGS.values()} <= set(attributes)
+    used = {m for _, value in SCOPED_SETTINGS.values() for m in re.findall(r"var\.app\.(\w+)", value)}
+    assert {a for a in used if a not in ("anonymous", "app_check")} <= set(attributes)
     for attribute in attributes:
         assert float(variable_default(app_type, attribute)) == float(code[attribute]), attribute
-    assert variable_default(app_type, "model") == code["model"]
+    for attribute in ("model", "anonymous", "app_check"):
+        assert variable_default(app_type, attribute) == code[attribute], attribute
 
 
 def test_infra_sets_only_variables_the_code_reads(tf: Config) -> None:
@@ -560,8 +689,62 @@ def test_infra_sets_only_variables_the_code_reads(tf: Config) -> None:
         set_by_infra = {k for k in env if k.startswith("PIXME_")}
         assert set_by_infra, name
         assert set_by_infra <= set(ENV_VARS), f"{name}: not read by the code: {set_by_infra - set(ENV_VARS)}"
-    assert set(OWN_SETTINGS) <= set(ENV_VARS)
+    assert set(SCOPED_SETTINGS) <= set(ENV_VARS)
     assert "GOOGLE_CLOUD_PROJECT" in ENV_VARS
+
+
+def terraform_binary() -> str:
+    terraform = shutil.which("terraform") or (
+        "/usr/local/bin/terraform" if Path("/usr/local/bin/terraform").exists() else None
+    )
+    if terraform is None:
+        pytest.fail("terraform not found: install Terraform >= 1.6 to check the configuration")
+    return terraform
+
+
+def plan_variables(tmp_path: Path, app: str) -> subprocess.CompletedProcess[str]:
+    """`terraform plan` of variables.tf alone: runs its validations offline."""
+    shutil.copy(INFRA / "variables.tf", tmp_path / "variables.tf")
+    return subprocess.run(
+        [terraform_binary(), "plan", "-input=false", "-no-color", "-var", "project_id=my-pixme-project",
+         "-var", f"app={app}"],
+        cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "TF_CLI_CONFIG_FILE": "/dev/null", "TF_IN_AUTOMATION": "1",
+             "HOME": str(tmp_path)},
+    )  # fmt: skip
+
+
+MODELS_WITH_OPTIONS = "flash=gemini-3.1-flash-image,pro=gemini-3-pro-image;cost=4;requires=plan:pro"
+
+
+def test_models_validation_accepts_what_the_code_parses(tmp_path: Path) -> None:
+    if str(FUNCTIONS_DIR) not in sys.path:
+        sys.path.insert(0, str(FUNCTIONS_DIR))
+    from pixme.config import _models
+
+    parsed = _models(MODELS_WITH_OPTIONS, "unused")
+    assert parsed["pro"].cost == 4 and parsed["pro"].requires == ("plan", "pro")
+    app = f'{{models="{MODELS_WITH_OPTIONS}", app_check="enforce", anonymous="deny", daily_budget=0}}'
+    result = plan_variables(tmp_path, app)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        ('{models="pro=gemini-3-pro-image;cost=0"}', "app.models"),
+        ('{models="pro=gemini-3-pro-image;tier=pro"}', "app.models"),
+        ('{app_check="on"}', "app.app_check"),
+        ('{anonymous="no"}', "app.anonymous"),
+        ("{anonymous_daily_edits=101}", "app.anonymous_daily_edits"),
+        ("{user_max_in_flight=0}", "app.user_max_in_flight"),
+        ("{daily_budget=-1}", "app.daily_budget"),
+    ],
+)
+def test_app_validation_refuses_what_the_code_would(tmp_path: Path, app: str, message: str) -> None:
+    result = plan_variables(tmp_path, app)
+    assert result.returncode != 0
+    assert message in " ".join((result.stdout + result.stderr).split()), result.stdout + result.stderr
 
 
 # --- sizing ----------------------------------------------------------------
@@ -597,8 +780,11 @@ def test_model_time_budget_is_checked_against_the_function_timeout(tf: Config, s
 
 
 def test_every_variable_block_of_settings_is_validated(tf: Config) -> None:
-    for name in ("project_id", "region", "name_prefix", "app", "functions"):
+    for name in ("project_id", "region", "name_prefix", "app", "functions", "alert_notification_channels"):
         assert tf.variables[name].get("validation"), f"variable {name} has no validation"
+    # Sizing overrides may name every function, and only those.
+    names = re.findall(r'"(\w+)"', tf.variables["functions"]["validation"][0]["condition"])
+    assert set(names) == FUNCTIONS
 
 
 # --- data ------------------------------------------------------------------
@@ -645,6 +831,42 @@ def test_required_apis_are_enabled(tf: Config) -> None:
     assert {f"{name}.googleapis.com" for name in REQUIRED_APIS} <= set(tf.locals["required_apis"])
     service = tf.resource("google_project_service", "apis")
     assert service["disable_on_destroy"] is False
+
+
+# --- budget kill switch ---------------------------------------------------
+
+
+def test_budget_exhaustion_is_counted_and_alerted(tf: Config, specs: dict[str, Any]) -> None:
+    metric = tf.resource("google_logging_metric", "budget_exhausted")
+    # The structured line spending.py logs (jsonPayload.event), from the
+    # functions that charge the budget, as Cloud Run services.
+    clauses = metric["filter"].split(" AND ")
+    assert clauses == [
+        'resource.type="cloud_run_revision"',
+        "resource.labels.service_name=(${local.budget_services_clause})",
+        'jsonPayload.event="budget_exhausted"',
+    ]
+    assert "local.budget_charging_services" in tf.locals["budget_services_clause"]
+    services = tf.locals["budget_charging_services"]
+    assert "google_cloudfunctions2_function.fn[name].name" in services and "if f.calls_model" in services
+    descriptor = block(metric, "metric_descriptor")
+    assert (descriptor["metric_kind"], descriptor["value_type"]) == ("DELTA", "INT64")
+
+    policy = tf.resource("google_monitoring_alert_policy", "budget_exhausted")
+    condition = block(block(policy, "conditions"), "condition_threshold")
+    assert "logging.googleapis.com/user/${google_logging_metric.budget_exhausted.name}" in condition["filter"]
+    assert condition["comparison"] == "COMPARISON_GT" and condition["threshold_value"] == 0
+    # Channels are the operator's choice; none by default.
+    assert policy["notification_channels"] == "${var.alert_notification_channels}"
+    channels = tf.variables["alert_notification_channels"]
+    assert channels["default"] == [] and "list(string)" in channels["type"]
+    assert "config/budget" in block(policy, "documentation")["content"]
+
+
+def test_readme_says_how_to_flip_the_budget_switch() -> None:
+    readme = (INFRA / "README.md").read_text()
+    assert "config/budget" in readme and "daily_budget" in readme
+    assert "integerValue" in readme and "updateMask.fieldPaths=daily_budget" in readme
 
 
 # --- security rules --------------------------------------------------------
@@ -713,13 +935,8 @@ def test_tfvars_example_sets_only_declared_variables(tf: Config) -> None:
 
 
 def test_terraform_files_are_formatted() -> None:
-    terraform = shutil.which("terraform") or (
-        "/usr/local/bin/terraform" if Path("/usr/local/bin/terraform").exists() else None
-    )
-    if terraform is None:
-        pytest.fail("terraform not found: install Terraform >= 1.6 to check `terraform fmt`")
     result = subprocess.run(
-        [terraform, "fmt", "-check", "-recursive", "-list=true", str(INFRA)],
+        [terraform_binary(), "fmt", "-check", "-recursive", "-list=true", str(INFRA)],
         capture_output=True,
         text=True,
         check=False,

@@ -26,3 +26,14 @@ def test_json_lines_carry_severity_and_the_trace() -> None:
     assert entry["severity"] == "WARNING" and entry["message"] == "model busy x"
     assert entry["logging.googleapis.com/trace"] == "projects/demo-p/traces/abc123"
     assert "logging.googleapis.com/trace" not in json.loads(formatter.format(record))
+
+
+def test_extra_fields_become_json_fields_for_metrics() -> None:
+    logger = logging.getLogger("pixme.test")
+    record = logger.makeRecord(
+        "pixme.test", logging.ERROR, __file__, 1, "budget exhausted", (), None,
+        extra={"event": "budget_exhausted", "daily_budget": 0},
+    )  # fmt: skip
+    entry = json.loads(logs.JsonFormatter("demo-p").format(record))
+    assert entry["event"] == "budget_exhausted" and entry["daily_budget"] == 0
+    assert entry["severity"] == "ERROR" and "args" not in entry and "msg" not in entry
