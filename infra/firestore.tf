@@ -15,9 +15,11 @@ resource "google_firestore_database" "default" {
 # TTL is a safety net: Firestore deletes expired documents within about a day,
 # the code checks expiry itself, and the cleanup function deletes the images.
 # index_config is left unset so expires_at keeps its single-field indexes: the
-# cleanup function queries uploads and sessions by expires_at.
+# cleanup function queries uploads and sessions by expires_at. usage (per-user
+# counters) and budget (the day's spend counters) expire two days after their
+# last write, idempotency keys a day after their request.
 resource "google_firestore_field" "expires_at_ttl" {
-  for_each = toset(["uploads", "sessions", "turns"])
+  for_each = toset(["uploads", "sessions", "turns", "idempotency", "usage", "budget"])
 
   database   = "(default)"
   collection = each.key

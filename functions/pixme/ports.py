@@ -191,3 +191,6 @@ class UsageStore(Protocol):
 
     def forget(self, owner: str) -> None:
         """Delete the owner's usage record (quotas, calls in flight, upload counts)."""
+
+    def purge(self, now: datetime, limit: int) -> int:
+        """Delete counters that no longer matter; returns how many."""

@@ -177,4 +177,4 @@ def upload_service() -> Uploads:
 def cleanup() -> Cleanup:
     from pixme.services.cleanup import Cleanup
 
-    return Cleanup(settings(), blobs(), uploads(), sessions(), SystemClock(), idempotency())
+    return Cleanup(settings(), blobs(), uploads(), sessions(), SystemClock(), idempotency(), usage())

@@ -100,3 +100,17 @@ def test_the_operator_overrides_the_budget_at_run_time(usage: FirestoreUsage) ->
     ref.set({"daily_budget": "lots"})
     assert usage.budget_override() is None  # nonsense is ignored, the setting stands
     ref.delete()
+
+
+def test_counters_are_kept_two_days_then_purged(usage: FirestoreUsage) -> None:
+    day, owner = f"d{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    charge = usage.charge(request(owner, day))
+    user = usage.users.document(f"user:{owner}").get().to_dict()
+    counter = usage.budget.document(charge.shard).get().to_dict()
+    assert user["expires_at"] > datetime.now(UTC) + timedelta(days=1)
+    assert counter["expires_at"] == user["expires_at"]
+    assert usage.purge(datetime.now(UTC), 500) >= 0  # nothing of ours is due yet
+    assert usage.used(owner, "generations", day) == 1
+    assert usage.purge(datetime.now(UTC) + timedelta(days=3), 5000) >= 2
+    assert usage.used(owner, "generations", day) == 0
+    assert not usage.budget.document(charge.shard).get().exists

@@ -177,13 +177,14 @@ def test_cleanup_removes_expired_sessions_images_and_uploads(world: World) -> No
     fresh = world.generate(upload_id="u2")["session_id"]
     world.clock.advance(days=1, seconds=1)
     result = Cleanup(
-        world.s, world.blobs, world.uploads, world.sessions, world.clock, world.idempotency
+        world.s, world.blobs, world.uploads, world.sessions, world.clock, world.idempotency, world.usage
     ).run()
     assert result == {
         "sessions_deleted": 1,
         "images_deleted": 1,
         "uploads_deleted": 1,
         "idempotency_keys_deleted": 0,
+        "usage_records_deleted": 0,
     }
     assert world.sessions.get(old) is None and world.sessions.get(fresh) is not None
     assert world.uploads.get("alice", world.ids["u1"]) is None and world.uploads.get("alice", world.ids["u2"])

@@ -816,11 +816,13 @@ def test_data_buckets_expire_objects(tf: Config) -> None:
     assert delete_ages(tf.resource("google_storage_bucket", "assets")) == ["${var.app.retention_days + 1}"]
 
 
-def test_firestore_ttl_covers_uploads_sessions_and_turns(tf: Config) -> None:
+def test_firestore_ttl_covers_every_collection_that_expires(tf: Config) -> None:
     database = tf.resource("google_firestore_database", "default")
     assert database["name"] == "(default)" and database["type"] == "FIRESTORE_NATIVE"
     field = tf.resource("google_firestore_field", "expires_at_ttl")
-    assert field["for_each"] == '${toset(["uploads", "sessions", "turns"])}'
+    # Every collection the code writes an expires_at into.
+    collections = set(re.findall(r'"([a-z_]+)"', field["for_each"]))
+    assert collections == {"uploads", "sessions", "turns", "idempotency", "usage", "budget"}
     assert field["field"] == "expires_at" and field["collection"] == "${each.key}"
     assert field["ttl_config"] == [{}]
     # expires_at stays indexed: cleanup queries by it.

@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
@@ -26,6 +26,9 @@ from pixme.spending import over_quota, too_many_in_flight
 
 _CONTENDED_ATTEMPTS = 8
 _OPTIMISTIC_ATTEMPTS = 40
+# Usage and budget counters only matter for the current UTC day; kept a little
+# longer so a day's figures can still be looked at, then purged (and TTL'd).
+COUNTERS_KEPT = timedelta(days=2)
 _BUDGET_SHARDS = 8
 T = TypeVar("T")
 _TRANSIENT = (
@@ -241,6 +244,7 @@ class FirestoreUploads:
                 "uploads_day": day,
                 "uploads": started + 1,
                 "unfinished_uploads": {u.upload_id: True for u in [*unfinished, upload]},
+                "expires_at": now + COUNTERS_KEPT,
             }
             # The usage document is the point of serialization: its precondition
             # makes a registration that raced another one start over.
@@ -515,6 +519,7 @@ class FirestoreUsage:
                 request.kind: used + request.cost,
                 f"{request.kind}_day": request.day,
                 "in_flight": in_flight,
+                "expires_at": request.now + COUNTERS_KEPT,
             }
             charge = Charge(
                 owner=request.owner,
@@ -527,7 +532,8 @@ class FirestoreUsage:
                 used=used + request.cost,
                 reset_s=request.reset_s,
             )
-            counter = {"day": request.day, "spent": spent + request.cost}
+            expires_at = request.now + COUNTERS_KEPT
+            counter = {"day": request.day, "spent": spent + request.cost, "expires_at": expires_at}
             return [(user_ref, user, update), (shard_ref, shard, counter)], charge
 
         return _optimistic(self.db, lambda: [user_ref, shard_ref], decide, "Too busy; retry.")
@@ -563,6 +569,17 @@ class FirestoreUsage:
     def forget(self, owner: str) -> None:
         with _transient_as_unavailable():
             self.users.document(usage_key(owner)).delete()
+
+    def purge(self, now: datetime, limit: int) -> int:
+        """Delete usage and budget counters not written for COUNTERS_KEPT."""
+        gone = 0
+        for col in (self.users, self.budget):
+            snaps = _expired(col, now, limit)
+            with _transient_as_unavailable():
+                for snap in snaps:
+                    snap.reference.delete()
+            gone += len(snaps)
+        return gone
 
     def budget_override(self) -> int | None:
         with _transient_as_unavailable():

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pixme.config import Settings
-from pixme.ports import BlobStore, Clock, IdempotencyStore, SessionStore, UploadStore
+from pixme.ports import BlobStore, Clock, IdempotencyStore, SessionStore, UploadStore, UsageStore
 from pixme.removal import remove_session, remove_upload
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,9 @@ class Cleanup:
         sessions: SessionStore,
         clock: Clock,
         idempotency: IdempotencyStore,
+        usage: UsageStore,
     ) -> None:
+        self.usage = usage
         self.settings = settings
         self.blobs = blobs
         self.uploads = uploads
@@ -62,6 +64,7 @@ class Cleanup:
             "images_deleted": images_deleted,
             "uploads_deleted": _drain(uploads_batch),
             "idempotency_keys_deleted": _drain(lambda: self.idempotency.purge(now, BATCH)),
+            "usage_records_deleted": _drain(lambda: self.usage.purge(now, BATCH)),
         }
         log.info("cleanup done: %s", result)
         return result
