@@ -13,6 +13,7 @@ from pixme import wiring
 from pixme.api import EditRequest, GenerateRequest, UploadRequest, valid_id
 from pixme.errors import MethodNotAllowed, NotFound, PixmeError
 from pixme.events import FINALIZED, storage_object
+from pixme.spending import model_choices
 from pixme.web import Outcome, Response, body_of, caller, serve
 
 log = logging.getLogger("pixme.main")
@@ -85,17 +86,20 @@ def edit(request: Request) -> Response:
 
 @functions_framework.http
 def sessions(request: Request) -> Response:
-    """GET /styles, GET / (my sessions), GET or DELETE /{session_id};
+    """GET /styles, GET /models (the aliases the caller may use), GET / (my
+    sessions), GET or DELETE /{session_id};
     GET /uploads/{upload_id} is kept as an alias of `uploads`' GET."""
 
     def action() -> tuple[int, dict[str, Any]]:
         parts = [p for p in request.path.split("/") if p]
-        if request.method == "DELETE" and (len(parts) != 1 or parts == ["styles"]):
+        if request.method == "DELETE" and (len(parts) != 1 or parts[0] in ("styles", "models")):
             raise MethodNotAllowed("method_not_allowed", "Only a session can be deleted (DELETE /{id}).")
         if parts == ["styles"]:
             from pixme.services.library import styles
 
             return 200, styles()
+        if parts == ["models"]:
+            return 200, {"models": model_choices(wiring.settings(), caller(request))}
         if len(parts) > 2 or (len(parts) == 2 and parts[0] != "uploads"):
             raise NotFound("route_not_found", "No such route.")
         uid = caller(request).uid

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from pixme.config import Settings
+from pixme.config import ModelAlias, Settings
 from pixme.errors import ModelRefused, PixmeError, RateLimited, Unavailable
 from pixme.identity import Caller
 from pixme.limits import seconds_to_next_day, utc_day
@@ -67,6 +67,24 @@ def rate_limit_headers(limit: int, remaining: int, reset_s: int) -> dict[str, st
         "RateLimit-Remaining": str(max(0, remaining)),
         "RateLimit-Reset": str(reset_s),
     }
+
+
+def may_use(alias: ModelAlias, caller: Caller) -> bool:
+    """Whether the caller's claims allow this model alias."""
+    if alias.requires is None:
+        return True
+    claim, wanted = alias.requires
+    return str(caller.claims.get(claim, "")) == wanted
+
+
+def model_choices(settings: Settings, caller: Caller) -> list[dict[str, object]]:
+    """The operator's aliases as the app shows them: what each costs, and
+    whether this caller may pick it."""
+    default = settings.alias(None).alias
+    return [
+        {"alias": a.alias, "cost": a.cost, "allowed": may_use(a, caller), "default": a.alias == default}
+        for a in settings.aliases.values()
+    ]
 
 
 def refundable(err: BaseException) -> bool:

@@ -186,3 +186,14 @@ def test_spending_settings_are_read_and_checked() -> None:
     ):
         with pytest.raises(ConfigError):
             Settings.from_env(base | bad)
+
+
+def test_the_models_route_shows_each_alias_cost_and_whether_the_caller_may_use_it() -> None:
+    from pixme.spending import model_choices
+
+    s = settings(aliases=ALIASES, model="gemini-3.1-flash-image")
+    free = {c["alias"]: c for c in model_choices(s, Caller("bob"))}
+    assert free["flash"] == {"alias": "flash", "cost": 1, "allowed": True, "default": True}
+    assert free["pro"]["allowed"] is False and free["pro"]["cost"] == 4
+    paying = {c["alias"]: c["allowed"] for c in model_choices(s, Caller("ann", claims={"plan": "pro"}))}
+    assert paying == {"flash": True, "pro": True}

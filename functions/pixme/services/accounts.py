@@ -19,7 +19,7 @@ from pixme.layout import user_prefixes
 from pixme.limits import seconds_to_next_day, utc_day
 from pixme.ports import BlobStore, Clock, IdempotencyStore, SessionStore, UploadStore, UsageStore
 from pixme.removal import remove_session, remove_upload
-from pixme.spending import EDITS, GENERATIONS, Spending
+from pixme.spending import EDITS, GENERATIONS, Spending, model_choices
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,8 @@ class Accounts:
                 "max_pending": self.settings.max_pending_uploads,
             },
             "max_in_flight": self.settings.user_max_in_flight,
-            "models": [
-                {"alias": a.alias, "cost": a.cost, "allowed": a.requires is None
-                 or str(caller.claims.get(a.requires[0], "")) == a.requires[1]}
-                for a in self.settings.aliases.values()
-            ],
-        }  # fmt: skip
+            "models": model_choices(self.settings, caller),
+        }
 
     def export(self, caller: Caller) -> dict[str, Any]:
         """A manifest of everything stored for the caller, with signed URLs."""
