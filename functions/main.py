@@ -10,7 +10,7 @@ from cloudevents.http import CloudEvent
 from flask import Request
 
 from pixme import wiring
-from pixme.api import EditRequest, GenerateRequest, UploadRequest, valid_id
+from pixme.api import EditRequest, GenerateRequest, PageRequest, UploadRequest, valid_id
 from pixme.errors import MethodNotAllowed, NotFound, PixmeError
 from pixme.events import FINALIZED, storage_object
 from pixme.spending import model_choices
@@ -110,7 +110,7 @@ def sessions(request: Request) -> Response:
             return 200, wiring.library().sessions_of(uid)
         if request.method == "DELETE":
             return 200, wiring.library().delete(uid, session_id)
-        return 200, wiring.library().session(uid, session_id)
+        return 200, wiring.library().session(uid, session_id, PageRequest.parse(request.args))
 
     return serve(request, ("GET", "DELETE"), action)
 

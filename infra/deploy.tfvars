@@ -3,7 +3,8 @@
 # Every key is optional; see variables.tf for the defaults and their checks.
 
 app = {
-  models         = "flash=gemini-3.1-flash-image,pro=gemini-3-pro-image;cost=4;requires=plan:pro"
+  model          = "gemini-nano-banana-2.1"
+  models         = "flash=gemini-nano-banana-2.1|gemini-3.1-flash-image,pro=gemini-3-pro-image;cost=4;requires=plan:pro"
   retention_days = 30
   daily_budget   = 5000
   anonymous      = "allow"

@@ -161,3 +161,21 @@ moved {
   from = google_service_account_iam_member.api_signs_as_itself
   to   = google_service_account_iam_member.signs_as_itself["api"]
 }
+
+# Vertex AI reads the user images it is sent by gs:// reference (the face
+# crop, reference avatars) with its own service agent, not the caller's
+# credentials: read-only, on the assets bucket only. Created explicitly so the
+# grant does not wait for the agent to appear at the first model call.
+resource "google_project_service_identity" "aiplatform" {
+  provider = google-beta
+  project  = var.project_id
+  service  = "aiplatform.googleapis.com"
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_bucket_iam_member" "vertex_reads_assets" {
+  bucket = google_storage_bucket.assets.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_project_service_identity.aiplatform.email}"
+}

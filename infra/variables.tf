@@ -51,8 +51,8 @@ variable "labels" {
 variable "app" {
   description = "Application settings passed to the functions as PIXME_* environment variables (read by functions/pixme/config.py; main.tf says which function gets which). Defaults are the code's."
   type = object({
-    model            = optional(string, "gemini-3.1-flash-image")
-    models           = optional(string, "flash=gemini-3.1-flash-image,pro=gemini-3-pro-image")
+    model            = optional(string, "gemini-nano-banana-2.1")
+    models           = optional(string, "flash=gemini-nano-banana-2.1|gemini-3.1-flash-image,pro=gemini-3-pro-image;cost=4")
     retention_days   = optional(number, 30)
     url_ttl_s        = optional(number, 900)
     model_timeout_s  = optional(number, 60)

@@ -92,6 +92,19 @@ BRIDGE_TIMEOUT_S = 540
 ACK_DEADLINE_S = 600
 
 MODEL_KEY_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI")
+# The caller's model backend, passed on as given when they configure one.
+MODEL_BACKEND_VARS = (
+    *MODEL_KEY_VARS,
+    "GOOGLE_CLOUD_LOCATION",
+    "GOOGLE_GEMINI_BASE_URL",
+    "GOOGLE_VERTEX_BASE_URL",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+# How the functions reach the offline renderer: through Vertex AI's paths
+# (what production uses, the default) or the Developer API's.
+MODEL_MODES = ("vertex", "developer")
+_TRUE = {"1", "true", "yes"}
+_FALSE = {"0", "false", "no"}
 # Never inherited by the functions: they are set from this stack or not at all.
 _NOT_INHERITED = frozenset(
     {
@@ -337,10 +350,33 @@ def write_service_account_key(path: Path, project: str) -> Path:
 
 
 def real_model_configured(env: Mapping[str, str]) -> bool:
-    """True when the caller configured a real model (an API key or Vertex AI)."""
-    if env.get("GEMINI_API_KEY", "").strip() or env.get("GOOGLE_API_KEY", "").strip():
+    """True when the caller configured a model of their own: an API key, Vertex
+    AI, or a Gemini-compatible server's base URL (then no renderer is started)."""
+    if any(env.get(k, "").strip() for k in ("GEMINI_API_KEY", "GOOGLE_API_KEY")):
         return True
-    return env.get("GOOGLE_GENAI_USE_VERTEXAI", "").strip().lower() in {"1", "true", "yes"}
+    if any(env.get(k, "").strip() for k in ("GOOGLE_GEMINI_BASE_URL", "GOOGLE_VERTEX_BASE_URL")):
+        return True
+    return _flag(env, "GOOGLE_GENAI_USE_VERTEXAI") is True
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool | None:
+    """A boolean variable: True, False, or None when unset (or unreadable)."""
+    raw = env.get(name, "").strip().lower()
+    return True if raw in _TRUE else (False if raw in _FALSE else None)
+
+
+def model_mode_of(env: Mapping[str, str], requested: str | None = None) -> str:
+    """Vertex or Developer API: the caller's choice, else Vertex (as in production)."""
+    if requested is not None:
+        if requested not in MODEL_MODES:
+            raise ValueError(f"model_mode must be one of {', '.join(MODEL_MODES)}, not {requested!r}")
+        return requested
+    vertex = _flag(env, "GOOGLE_GENAI_USE_VERTEXAI")
+    if vertex is None and env.get("GOOGLE_VERTEX_BASE_URL", "").strip():
+        vertex = True
+    if vertex is None and real_model_configured(env):
+        vertex = False  # a key or a Developer API base URL
+    return "developer" if vertex is False else "vertex"
 
 
 # --- the stack ---------------------------------------------------------------------------
@@ -364,6 +400,7 @@ class Stack:
         log_dir: str | os.PathLike[str] = DEFAULT_LOG_DIR,
         start_timeout_s: float = 60.0,
         quiet: bool = False,
+        model_mode: str | None = None,
     ) -> None:
         """
         components: subset of COMPONENTS; default all of them, less the renderer
@@ -377,10 +414,14 @@ class Stack:
             environment, last.
         caller_env: the environment PIXME_* settings and model keys are taken
             from (default os.environ).
+        model_mode: "vertex" or "developer", how the functions call the model;
+            default from the caller's GOOGLE_GENAI_USE_VERTEXAI, else "vertex".
         """
         self._caller_env = dict(os.environ if caller_env is None else caller_env)
         self.real_model = real_model_configured(self._caller_env)
-        vertex = self._caller_env.get("GOOGLE_GENAI_USE_VERTEXAI", "").strip().lower() in {"1", "true", "yes"}
+        self.model_mode = model_mode_of(self._caller_env, model_mode)
+        # Real Vertex AI bills the caller's project; everything else is local.
+        vertex = self.real_model and self.model_mode == "vertex"
         if project is None:
             caller_project = self._caller_env.get("GOOGLE_CLOUD_PROJECT", "").strip()
             project = caller_project if (vertex and caller_project) else DEFAULT_PROJECT
@@ -750,11 +791,13 @@ class Stack:
         if "renderer" in comps:
             renderer_env = dict(tool_env)
             renderer_env.pop("PYTHONPATH", None)
+            # The renderer reads gs:// file parts from fake-gcs, as Vertex AI reads Cloud Storage.
+            storage_arg = ["--storage-url", self.storage_url] if self.storage_url else []
             p = self._spawn(
                 Proc(
                     "renderer",
                     [str(RENDERER_PYTHON), "-m", "local.renderer", "--host", HOST, "--port",
-                     str(ports["renderer"])],
+                     str(ports["renderer"]), *storage_arg],
                     self.log_dir / "renderer.log",
                     env=renderer_env,
                     cwd=REPO_ROOT,
@@ -868,19 +911,37 @@ class Stack:
             env["PIXME_PROJECT_NUMBER"] = self.project_number
         if self.signing_key_file:
             env["PIXME_SIGNING_KEY_FILE"] = self.signing_key_file
-        if self.real_model:
-            for k in (*MODEL_KEY_VARS, "GOOGLE_CLOUD_LOCATION", "GOOGLE_APPLICATION_CREDENTIALS"):
-                if caller.get(k):
-                    env[k] = caller[k]
-        elif self.renderer_url:
-            env["GEMINI_API_KEY"] = "offline-renderer"
-            env["GOOGLE_GEMINI_BASE_URL"] = self.renderer_url
+        env.update(self._model_env())
         for k, v in self.env_overrides.items():
             if v is None:
                 env.pop(k, None)
             else:
                 env[k] = str(v)
         return env
+
+    def _model_env(self) -> dict[str, str]:
+        """The functions' model backend: the caller's own, else the offline renderer."""
+        caller = self._caller_env
+        vertex = "true" if self.model_mode == "vertex" else "false"
+        if self.real_model:
+            env = {k: caller[k] for k in MODEL_BACKEND_VARS if caller.get(k)}
+            env["GOOGLE_GENAI_USE_VERTEXAI"] = vertex  # also when implied by a base URL
+            return env
+        if not self.renderer_url:
+            return {}
+        if self.model_mode == "vertex":
+            # The renderer's Vertex paths take any bearer token; the adapter
+            # sends a static one to loopback servers.
+            return {
+                "GOOGLE_GENAI_USE_VERTEXAI": vertex,
+                "GOOGLE_VERTEX_BASE_URL": self.renderer_url,
+                "GOOGLE_CLOUD_LOCATION": "global",
+            }
+        return {
+            "GOOGLE_GENAI_USE_VERTEXAI": vertex,
+            "GEMINI_API_KEY": "offline-renderer",
+            "GOOGLE_GEMINI_BASE_URL": self.renderer_url,
+        }
 
     # -- summary for the CLI -------------------------------------------------------
 
@@ -898,9 +959,12 @@ class Stack:
             "uploads_bucket": self.uploads_bucket,
             "assets_bucket": self.assets_bucket,
             "signing_key_file": self.signing_key_file,
-            "model": "real (from your environment)"
-            if self.real_model
-            else ("offline renderer" if self.renderer_url else "none (no renderer, no API key)"),
+            "model": (
+                "from your environment"
+                if self.real_model
+                else ("offline renderer" if self.renderer_url else "none (no renderer, no API key)")
+            )
+            + f", {'Vertex AI' if self.model_mode == 'vertex' else 'Developer API'} mode",
         }
 
 
@@ -982,6 +1046,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         components=components,
         source=args.source,
         log_dir=args.log_dir,
+        model_mode=args.model_mode,
     )
     stop_requested = threading.Event()
 
@@ -1050,6 +1115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--assets-bucket", default=DEFAULT_ASSETS_BUCKET)
     up.add_argument("--source", default=str(DEFAULT_SOURCE), help="functions source file")
     up.add_argument("--log-dir", default=str(DEFAULT_LOG_DIR))
+    up.add_argument(
+        "--model-mode",
+        choices=MODEL_MODES,
+        default=None,
+        help="how the functions call the model (default: GOOGLE_GENAI_USE_VERTEXAI, else vertex)",
+    )
     check = sub.add_parser("check", help="check the prerequisites only")
     check.add_argument("--no-renderer", action="store_true")
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ values, so a mobile developer can fix the call from the error alone.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pixme.config import Settings
@@ -28,6 +28,9 @@ IMAGE_SIZES = ("1K", "2K")
 MAX_CAPTION = 40
 MAX_REFERENCES = 2
 MAX_CONTEXT = 2000
+MAX_PACK = 6  # styles one `generate` may ask for at once
+MAX_PAGE = 100  # turns one `GET sessions/{id}` page holds
+DEFAULT_PAGE = 50
 # What the app may declare for an upload; ingest judges the bytes anyway.
 UPLOAD_CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/heif")
 
@@ -105,6 +108,24 @@ def _references(body: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(valid_id(item, "references") for item in raw))
 
 
+def _styles(body: dict[str, Any]) -> tuple[str, ...]:
+    """A style pack: 1-MAX_PACK distinct catalog ids, instead of `style`."""
+    raw = body.get("styles")
+    if body.get("style") is not None:
+        raise InvalidRequest("invalid_field", "Send either style or styles, not both.", field="styles")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_PACK:
+        raise InvalidRequest(
+            "invalid_field", f"styles must be a list of 1 to {MAX_PACK} style ids.", field="styles"
+        )
+    ids: list[str] = []
+    for item in raw:
+        value = _str({"styles": item}, "styles", required=True)
+        assert value is not None
+        get_style(value)  # raises with the allowed ids
+        ids.append(value)
+    return tuple(dict.fromkeys(ids))
+
+
 @dataclass(frozen=True)
 class GenerateRequest:
     upload_id: str
@@ -117,10 +138,17 @@ class GenerateRequest:
     aspect_ratio: str | None = None
     image_size: str | None = None
     references: tuple[str, ...] = ()
+    # A style pack (`styles`): one session per style; `style` is then the first.
+    styles: tuple[str, ...] = ()
+
+    def one(self, style: str) -> GenerateRequest:
+        """The single-style request for one style of a pack."""
+        return replace(self, style=style, styles=())
 
     @classmethod
     def parse(cls, body: dict[str, Any], settings: Settings) -> GenerateRequest:
-        style = _str(body, "style", required=True)
+        styles = _styles(body) if body.get("styles") is not None else ()
+        style = styles[0] if styles else _str(body, "style", required=True)
         assert style is not None
         get_style(style)  # raises with the allowed ids
         upload_id = _id(body, "upload_id")
@@ -137,6 +165,7 @@ class GenerateRequest:
             aspect_ratio=_choice(body, "aspect_ratio", ASPECT_RATIOS),
             image_size=_choice(body, "image_size", IMAGE_SIZES),
             references=_references(body),
+            styles=styles,
         )
 
 
@@ -158,6 +187,34 @@ class EditRequest:
             _id(body, "from_turn", required=False),
             _id(body, "if_head", required=False),
         )
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """`GET sessions/{id}?limit=&page_token=&order=`: one page of turns."""
+
+    limit: int = DEFAULT_PAGE
+    page_token: str | None = None
+    newest_first: bool = False
+
+    @classmethod
+    def parse(cls, args: Any) -> PageRequest:
+        raw_limit = args.get("limit")
+        limit = DEFAULT_PAGE
+        if raw_limit is not None:
+            if not str(raw_limit).isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+                raise InvalidRequest(
+                    "invalid_field", f"limit must be a number from 1 to {MAX_PAGE}.", field="limit"
+                )
+            limit = int(raw_limit)
+        token = args.get("page_token")
+        order = args.get("order") or "oldest"
+        if order not in ("oldest", "newest"):
+            raise InvalidRequest(
+                "invalid_field", "order must be one of the allowed values.", field="order",
+                allowed=["oldest", "newest"],
+            )  # fmt: skip
+        return cls(limit, valid_id(token, "page_token") if token else None, order == "newest")
 
 
 @dataclass(frozen=True)

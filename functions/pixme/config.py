@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from pixme.errors import ConfigError
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
-DEFAULT_MODEL = "gemini-3.1-flash-image"
+# The current GA image model (gemini-3.1-flash-image was deprecated on 2026-10-06).
+DEFAULT_MODEL = "gemini-nano-banana-2.1"
+# Image models on Vertex AI are served from the global endpoint.
+DEFAULT_LOCATION = "global"
+_TRUE = ("1", "true", "yes")
 
 ENV_VARS: tuple[str, ...] = (
     "GOOGLE_CLOUD_PROJECT",
@@ -55,6 +59,13 @@ ENV_VARS: tuple[str, ...] = (
     "PIXME_APP_CHECK",
     "PIXME_PROJECT_NUMBER",
     "PIXME_APP_CHECK_JWKS_URL",
+    # The model backend, under google-genai's own names.
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "GOOGLE_CLOUD_LOCATION",
+    "GOOGLE_GEMINI_BASE_URL",
+    "GOOGLE_VERTEX_BASE_URL",
+    "GOOGLE_API_KEY",
+    "GEMINI_API_KEY",
 )
 
 # Pillow's own decompression-bomb limit (images.py). PIXME_MAX_UPLOAD_PIXELS
@@ -204,6 +215,13 @@ class Settings:
     app_check: str = "off"
     project_number: str = ""
     app_check_jwks_url: str = APP_CHECK_JWKS_URL
+    # The model backend: Vertex AI (project, location, ADC) or the Developer
+    # API (a key); either may be pointed at another Gemini-compatible server.
+    vertexai: bool = False
+    location: str = DEFAULT_LOCATION
+    gemini_base_url: str = ""
+    vertex_base_url: str = ""
+    api_key: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         # Settings made in code (tests) may give only `models`: each alias costs 1.
@@ -220,6 +238,23 @@ class Settings:
     def cost_of(self, model_id: str) -> int:
         """What an image from `model_id` counts (the highest alias naming it)."""
         return max((a.cost for a in self.aliases.values() if a.model_id == model_id), default=1)
+
+    def model_backend_problem(self) -> str | None:
+        """What to set for the model client to work, or None when it can be built.
+
+        Checked when the model client is built, not in from_env: functions
+        that never call the model must not fail over a model setting.
+        """
+        if self.vertexai:
+            if not self.project:
+                return "Vertex AI mode (GOOGLE_GENAI_USE_VERTEXAI=true) needs GOOGLE_CLOUD_PROJECT"
+            return None
+        if not self.api_key:
+            return (
+                "the Gemini Developer API needs GEMINI_API_KEY or GOOGLE_API_KEY;"
+                " or set GOOGLE_GENAI_USE_VERTEXAI=true (with GOOGLE_CLOUD_PROJECT) for Vertex AI"
+            )
+        return None
 
     @property
     def issuer(self) -> str:
@@ -288,4 +323,10 @@ class Settings:
             app_check=app_check,
             project_number=project_number,
             app_check_jwks_url=env.get("PIXME_APP_CHECK_JWKS_URL", "").strip() or APP_CHECK_JWKS_URL,
+            vertexai=env.get("GOOGLE_GENAI_USE_VERTEXAI", "").strip().lower() in _TRUE,
+            location=env.get("GOOGLE_CLOUD_LOCATION", "").strip() or DEFAULT_LOCATION,
+            gemini_base_url=env.get("GOOGLE_GEMINI_BASE_URL", "").strip(),
+            vertex_base_url=env.get("GOOGLE_VERTEX_BASE_URL", "").strip(),
+            # GOOGLE_API_KEY wins when both are set, as in the SDK.
+            api_key=(env.get("GOOGLE_API_KEY", "").strip() or env.get("GEMINI_API_KEY", "").strip()),
         )

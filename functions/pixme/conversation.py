@@ -2,7 +2,9 @@
 
 A session is a tree of turns: every turn names its parent, so undo and
 branching are just edits from an earlier turn. The model never sees the
-tree, only the lineage of the turn being edited, condensed to text.
+tree, only the lineage of the turn being edited, condensed to text. Each
+turn carries that condensed memory (`Memory`), so an edit reads the session
+and the one turn it starts from, whatever the session's length.
 """
 
 from __future__ import annotations
@@ -100,6 +102,35 @@ def upload_key(owner: str, upload_id: str) -> str:
     return f"{owner}:{upload_id}"
 
 
+MEMORY_LIMIT = 12  # edit instructions a turn's memory keeps verbatim
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The edits that led to a turn's image, condensed: the most recent
+    `MEMORY_LIMIT` verbatim (oldest first) and a count of the older ones.
+
+    Only edit instructions are here: what defines the avatar (style, prompt,
+    context, caption, format) lives on the session and is pinned in every edit.
+    """
+
+    edits: tuple[str, ...] = ()
+    dropped: int = 0
+
+    def then(self, instruction: str, limit: int = MEMORY_LIMIT) -> Memory:
+        """This memory with one more edit, still bounded."""
+        edits = (*self.edits, instruction.strip())
+        overflow = max(0, len(edits) - limit)
+        return Memory(edits[overflow:], self.dropped + overflow)
+
+    @classmethod
+    def of(cls, instructions: list[str], limit: int = MEMORY_LIMIT) -> Memory:
+        memory = cls()
+        for instruction in instructions:
+            memory = memory.then(instruction, limit)
+        return memory
+
+
 @dataclass
 class Turn:
     turn_id: str
@@ -114,6 +145,9 @@ class Turn:
     usage: dict[str, int]
     ms: int
     created_at: datetime
+    # The edits that led to this image (this turn's own included). None for a
+    # turn stored before turns carried it: its lineage is walked once instead.
+    memory: Memory | None = None
 
 
 @dataclass
@@ -132,6 +166,15 @@ class Session:
     caption: str | None = None
     # What one image of this session counts against quotas and the budget.
     cost: int = 1
+    # What the user asked for at generation; every edit keeps it.
+    prompt: str | None = None
+    context: str | None = None
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+    # The earlier sessions whose avatars guide the likeness, and those avatars'
+    # paths as they were at generation (an edit skips one deleted since).
+    references: tuple[str, ...] = ()
+    reference_paths: tuple[str, ...] = ()
 
     def expired(self, now: datetime) -> bool:
         # Firestore TTL deletes late: expiry is checked on read, TTL is a safety net.
@@ -161,4 +204,11 @@ def lineage(turns: dict[str, Turn], turn_id: str) -> list[Turn]:
 
 
 def earlier_instructions(path: list[Turn]) -> list[str]:
-    return [t.instruction for t in path if t.instruction]
+    """The edit instructions of a lineage; the first turn's prompt is not an edit."""
+    return [t.instruction for t in path if t.instruction and t.parent is not None]
+
+
+def session_expiry(now: datetime, retention_days: int, upload_expires_at: datetime) -> datetime:
+    """A session lives no longer than the upload whose face crop it edits:
+    cleanup deletes both together, and an edit never finds its selfie gone."""
+    return min(expiry(now, retention_days), upload_expires_at)

@@ -78,12 +78,24 @@ class SessionStore(Protocol):
 
     def made_from(self, owner: str, upload_id: str) -> list[Session]: ...
 
-    def turns(self, session_id: str) -> list[Turn]: ...
+    def turns(self, session_id: str) -> list[Turn]:
+        """Every turn (export, tests): reads grow with the session; edits never call it."""
+
+    def turn(self, session_id: str, turn_id: str) -> Turn | None:
+        """One turn, by id: one document read."""
+
+    def page(
+        self, session_id: str, limit: int, after: str | None = None, newest_first: bool = False
+    ) -> list[Turn]:
+        """Up to `limit` turns in creation order (or newest first), starting after
+        the turn `after`; InvalidRequest if `after` names no turn of the session."""
 
     def append(self, session_id: str, turn: Turn, now: datetime, expected_head: str | None = None) -> Session:
         """Add `turn` and make it the head, atomically; returns the updated session.
 
-        With `expected_head`, raise Conflict if the head moved meanwhile.
+        With `expected_head`, raise Conflict if the head moved meanwhile. A
+        constant number of document reads and writes, whatever the session's
+        length; concurrent appends all land (no turn lost or duplicated).
         """
 
     def expired(self, now: datetime, limit: int) -> list[Session]: ...
@@ -93,13 +105,21 @@ class SessionStore(Protocol):
 
 class IdempotencyStore(Protocol):
     def begin(
-        self, owner: str, key: str, fingerprint: str, now: datetime, expires_at: datetime
+        self,
+        owner: str,
+        key: str,
+        fingerprint: str,
+        now: datetime,
+        expires_at: datetime,
+        stale_before: datetime | None = None,
     ) -> dict[str, Any] | None:
-        """Reserve `key` for this request.
+        """Reserve `key` for this request, atomically.
 
         None means the caller goes ahead; a dict is the stored result of the
         first request with this key. Raises Conflict when that request is still
-        running or had a different body.
+        running or had a different body. An expired key is a new key, and a
+        reservation still running but started before `stale_before` (its
+        process died) is taken over; of concurrent callers exactly one goes ahead.
         """
 
     def finish(self, owner: str, key: str, result: dict[str, Any]) -> None: ...
@@ -127,9 +147,16 @@ class ModelReply:
     thought_signature: bytes | None
     model_version: str
     usage: dict[str, int] = field(default_factory=dict)
+    # The model id that answered: one of an alias's fallbacks (`a|b`) when the
+    # first is retired; empty from models that do not say.
+    model_id: str = ""
 
 
 class ImageModel(Protocol):
+    # Whether user images may be sent as gs:// references (Vertex AI reads
+    # the assets bucket itself) rather than inline bytes.
+    by_reference: bool
+
     def generate(self, model_id: str, messages: Sequence[Message], options: RenderOptions) -> ModelReply: ...
 
 

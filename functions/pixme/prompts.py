@@ -3,18 +3,23 @@
 The output is a list of provider-neutral `Message`s; the Gemini adapter turns
 them into SDK contents. Layout of an edit request (bounded, whatever the turn):
 
-    user:  style prompt + memory of earlier edits, the normalized selfie
+    user:  the pinned brief (style, the generation's prompt, context, caption,
+           format) + memory of earlier edits, the normalized selfie (+ references)
     model: the image being edited, with its thought signature
     user:  the new instruction only
 
 The new instruction sits alone in the last user message so that neither the
-model nor the offline renderer re-applies edits listed in the memory.
+model nor the offline renderer re-applies edits listed in the memory. The
+format sentence names the session's aspect ratio, so no text contradicts the
+image config the request carries.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pixme.conversation import Memory
 from pixme.styles import Style, fidelity_clause
 
 IDENTITY_CLAUSE = (
@@ -24,13 +29,32 @@ IDENTITY_CLAUSE = (
 ANSWER_CLAUSE = "Answer with one square image and one short sentence describing it."
 
 
+def answer_clause(aspect_ratio: str | None = None) -> str:
+    """What to answer with, in the session's format (square unless asked otherwise)."""
+    if aspect_ratio in (None, "1:1"):
+        return ANSWER_CLAUSE
+    assert aspect_ratio is not None
+    width, _, height = aspect_ratio.partition(":")
+    shape = "landscape" if int(width) > int(height) else "portrait"
+    return (
+        f"Answer with one {shape} image in the {aspect_ratio} aspect ratio "
+        "and one short sentence describing it."
+    )
+
+
 @dataclass(frozen=True)
 class ImageRef:
-    """An image the model sees: bytes plus, for model output, its signature."""
+    """An image the model sees: bytes plus, for model output, its signature.
+
+    Where the platform reads Cloud Storage itself (Vertex AI), a user image
+    goes by reference instead: `uri` is its gs:// address and `data` empty,
+    so the request stays small and the bytes are never read by the function.
+    """
 
     data: bytes
     mime_type: str
     thought_signature: bytes | None = None
+    uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,8 +69,13 @@ def style_brief(
     extra: str | None = None,
     context: str | None = None,
     caption: str | None = None,
+    answer: str | None = None,
 ) -> str:
+    """What defines the avatar. `answer` (the format sentence) goes before the
+    free text, so a prompt is never read as running into it."""
     parts = [style.prompt, fidelity_clause(style), IDENTITY_CLAUSE]
+    if answer:
+        parts.append(answer)
     if context:
         parts.append(f"About the person, for mood and props only: {context.strip()}")
     if extra:
@@ -69,25 +98,27 @@ def generation_messages(
     context: str | None = None,
     caption: str | None = None,
     references: tuple[ImageRef, ...] = (),
+    aspect_ratio: str | None = None,
 ) -> list[Message]:
-    brief = style_brief(style, extra, context, caption)
-    texts: tuple[str, ...] = (f"{brief} {ANSWER_CLAUSE}",)
+    brief = style_brief(style, extra, context, caption, answer=answer_clause(aspect_ratio))
+    texts: tuple[str, ...] = (brief,)
     if references:
         texts += (REFERENCES_CLAUSE,)
     # The selfie stays the first image: it is the identity the model must keep.
     return [Message("user", texts, (selfie, *references))]
 
 
-def memory_text(earlier_instructions: list[str], limit: int = 12) -> str:
+def memory_text(earlier: Sequence[str] | Memory, limit: int = 12) -> str:
     """A condensed memory of the edits that lead to the image being edited.
 
     Only the most recent `limit` instructions are kept verbatim; older ones are
     counted, so the text stays bounded however long the conversation gets.
     """
-    if not earlier_instructions:
+    memory = earlier if isinstance(earlier, Memory) else Memory.of(list(earlier), limit)
+    kept = memory.edits[-limit:] if limit else ()
+    dropped = memory.dropped + len(memory.edits) - len(kept)
+    if not kept and not dropped:
         return "No edits have been applied yet."
-    kept = earlier_instructions[-limit:]
-    dropped = len(earlier_instructions) - len(kept)
     head = f"{dropped} earlier edits and then: " if dropped else ""
     return "Edits already applied, keep them: " + head + "; ".join(i.strip() for i in kept) + "."
 
@@ -96,19 +127,29 @@ def edit_messages(
     style: Style,
     selfie: ImageRef,
     current: ImageRef,
-    earlier_instructions: list[str],
+    earlier: Sequence[str] | Memory,
     instruction: str,
     caption: str | None = None,
+    *,
+    prompt: str | None = None,
+    context: str | None = None,
+    aspect_ratio: str | None = None,
+    references: tuple[ImageRef, ...] = (),
 ) -> list[Message]:
-    brief = style_brief(style, caption=caption)
+    """An edit: the pinned brief (everything the generation was asked for)
+    and the condensed edit memory, then the image, then the new instruction."""
+    brief = style_brief(style, prompt, context, caption)
+    texts: tuple[str, ...] = (brief, memory_text(earlier))
+    if references:
+        texts += (REFERENCES_CLAUSE,)
     return [
-        Message("user", (brief, memory_text(earlier_instructions)), (selfie,)),
+        Message("user", texts, (selfie, *references)),
         Message("model", (), (current,)),
         Message(
             "user",
             (
                 f"Edit the last image: {instruction.strip()}. Keep the same person, "
-                f"the style and every earlier edit. {ANSWER_CLAUSE}",
+                f"the style and every earlier edit. {answer_clause(aspect_ratio)}",
             ),
         ),
     ]

@@ -117,7 +117,7 @@ def model() -> GeminiModel:
     from pixme.adapters.gemini import GeminiModel
 
     s = settings()
-    return GeminiModel(s.model_timeout_s, s.model_deadline_s)
+    return GeminiModel(s.model_timeout_s, s.model_deadline_s, settings=s)
 
 
 @_once

@@ -27,8 +27,19 @@ def main(argv: list[str] | None = None) -> None:
         help="how long the 'timeout' fault stalls before answering (default 30)",
     )
     ap.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    ap.add_argument(
+        "--storage-url",
+        help="Cloud Storage JSON API host (fake-gcs) where gs:// file parts are read, as Vertex AI does",
+    )
     args = ap.parse_args(argv)
-    serve(args.host, args.port, fault=args.fault, timeout_s=args.timeout_seconds, quiet=args.quiet)
+    serve(
+        args.host,
+        args.port,
+        fault=args.fault,
+        timeout_s=args.timeout_seconds,
+        quiet=args.quiet,
+        storage_url=args.storage_url,
+    )
     # Tearing down the mediapipe graphs at interpreter exit takes seconds and
     # does nothing useful for a server that is stopping: leave at once.
     sys.stdout.flush()

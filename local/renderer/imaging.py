@@ -372,6 +372,14 @@ def encode_png(img: np.ndarray, meta: dict[str, Any] | None = None) -> bytes:
     return data[:ihdr_end] + chunk + data[ihdr_end:]
 
 
+def to_jpeg(png: bytes, quality: int = 90) -> bytes:
+    """The same picture as a baseline JPEG (the `jpeg` fault: Gemini 3 answers JPEG)."""
+    with Image.open(io.BytesIO(png)) as img:
+        out = io.BytesIO()
+        img.convert("RGB").save(out, format="JPEG", quality=quality)
+        return out.getvalue()
+
+
 def read_png_meta(data: bytes) -> dict[str, Any] | None:
     if not data.startswith(PNG_SIG):
         return None

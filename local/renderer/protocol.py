@@ -98,6 +98,8 @@ class Part:
     mime_type: str | None = None
     signature: bytes | None = None
     thought: bool = False
+    # A file part (`fileData`): the image is read from storage by the server.
+    file_uri: str | None = None
 
 
 @dataclass
@@ -198,9 +200,15 @@ def _parse_part(p: object, ci: int, pi: int) -> Part:
         part.data = b64decode_any(blob.get("data", ""), f"contents[{ci}].parts[{pi}].inline_data.data")
         if not part.data:
             raise invalid(f"Empty image data at contents[{ci}].parts[{pi}].")
-    elif _get(p, "fileData", "file_data") is not None:
-        raise invalid("file_data parts are not supported by the offline renderer; send inline_data.")
-    if part.text is None and part.data is None and part.signature is None:
+    elif (ref := _get(p, "fileData", "file_data")) is not None:
+        if not isinstance(ref, dict) or not str(_get(ref, "fileUri", "file_uri") or ""):
+            raise invalid(f"Invalid value at 'contents[{ci}].parts[{pi}].file_data'.")
+        part.file_uri = str(_get(ref, "fileUri", "file_uri"))
+        part.mime_type = str(_get(ref, "mimeType", "mime_type") or "")
+        if not part.mime_type.startswith("image/"):
+            where = f"contents[{ci}].parts[{pi}]"
+            raise invalid(f"Unsupported MIME type at {where}: {part.mime_type or 'missing'}.")
+    if part.text is None and part.data is None and part.signature is None and part.file_uri is None:
         raise invalid(f"Unable to submit request because contents[{ci}].parts[{pi}] has no data.")
     return part
 
@@ -272,13 +280,14 @@ def answer(
     *,
     signed: bool = True,
     finish: str = "STOP",
+    mime_type: str = "image/png",
 ) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
     if text:
         parts.append({"text": text})
     out_tokens = 0
     if png is not None:
-        part: dict[str, Any] = {"inlineData": {"mimeType": "image/png", "data": b64encode(png)}}
+        part: dict[str, Any] = {"inlineData": {"mimeType": mime_type, "data": b64encode(png)}}
         if signed:
             part["thoughtSignature"] = b64encode(sign(png))
         parts.append(part)

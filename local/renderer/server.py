@@ -14,9 +14,11 @@ import signal
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from . import imaging as im
 from . import protocol as P
@@ -43,7 +45,33 @@ FAULTS = (
     "no_image",
     "text_only",
     "no_signature",
+    "jpeg",
+    "malformed_response",
+    "continuation",
+    "model_armor",
+    "escalation",
+    "pup_limited",
+    "missing_signature",
+    "blocked_image_safety",
+    "blocked_model_armor",
+    "blocked_jailbreak",
 )
+
+# Newer finish reasons, as faults: a candidate with that reason and no content.
+_FINISH_FAULTS = {
+    "malformed_response": "MALFORMED_RESPONSE",
+    "continuation": "CONTINUATION",
+    "model_armor": "MODEL_ARMOR",
+    "escalation": "ESCALATION",
+    "pup_limited": "PUP_LIMITED_DISABLED",
+    "missing_signature": "MISSING_THOUGHT_SIGNATURE",
+}
+# Newer block reasons: no candidates, promptFeedback.blockReason set.
+_BLOCK_FAULTS = {
+    "blocked_image_safety": "IMAGE_SAFETY",
+    "blocked_model_armor": "MODEL_ARMOR",
+    "blocked_jailbreak": "JAILBREAK",
+}
 
 # The errors Gemini answers, as the fault kinds that imitate them.
 _FAULT_ERRORS: dict[str, tuple[int, str, str, dict[str, str] | None]] = {
@@ -76,6 +104,27 @@ def output_size(size: int, aspect: tuple[int, int]) -> tuple[int, int]:
     return w, h
 
 
+
+
+def read_gcs(storage_url: str | None, uri: str) -> bytes:
+    """The bytes of `gs://bucket/name` from a Cloud Storage JSON API host (fake-gcs)."""
+    if not uri.startswith("gs://") or "/" not in uri[5:]:
+        raise P.invalid(f"Invalid file URI {uri!r}: expected gs://bucket/object.")
+    if not storage_url:
+        raise P.invalid("This renderer was started without --storage-url: it cannot read gs:// files.")
+    bucket, _, name = uri[5:].partition("/")
+    base = storage_url.rstrip("/")
+    url = f"{base}/storage/v1/b/{quote(bucket, safe='')}/o/{quote(name, safe='')}?alt=media"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            data: bytes = resp.read()
+    except urllib.error.HTTPError as err:
+        # Vertex answers a file it cannot read as a bad request, naming the URI.
+        raise P.invalid(f"Cannot fetch content from the provided URL {uri} ({err.code}).") from None
+    except OSError as err:
+        raise P.ApiError(503, "UNAVAILABLE", f"Storage unreachable reading {uri}: {err}") from None
+    return data
+
 class RendererServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -88,8 +137,10 @@ class RendererServer(ThreadingHTTPServer):
         timeout_s: float = 30.0,
         max_renders: int = 2,
         quiet: bool = False,
+        storage_url: str | None = None,
     ) -> None:
         super().__init__(addr, Handler)
+        self.storage_url = storage_url
         self.renderer = renderer
         self.fault = fault
         self.timeout_s = timeout_s
@@ -227,11 +278,23 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise P.invalid("Invalid JSON payload received.") from None
         req = P.parse_request(body)
+        self._resolve_files(req, vertex)
         P.check_signatures(req)
         self._fault_before(fault)
         result, note = self._render(req, model, fault)
         self._send_json(200, result, sse=sse)
         self._log(200, started, f"{model} {note}")
+
+    def _resolve_files(self, req: P.Request, vertex: bool) -> None:
+        """Read `gs://` file parts from the stack's storage, as Vertex AI reads
+        them from Cloud Storage. The Developer API path takes inline data only."""
+        for content in req.contents:
+            for part in content.parts:
+                if part.file_uri is None:
+                    continue
+                if not vertex:
+                    raise P.invalid("gs:// file_data is only accepted on Vertex AI; send inline_data.")
+                part.data = read_gcs(self.server.storage_url, part.file_uri)
 
     def _check_auth(self, vertex: bool, query: dict[str, list[str]]) -> None:
         if vertex:
@@ -263,6 +326,10 @@ class Handler(BaseHTTPRequestHandler):
     def _render(self, req: P.Request, model: str, fault: str | None) -> tuple[dict[str, Any], str]:
         if fault == "blocked":
             return P.blocked(req, model), "blocked"
+        if fault in _BLOCK_FAULTS:
+            return P.blocked(req, model, _BLOCK_FAULTS[fault]), fault
+        if fault in _FINISH_FAULTS:
+            return P.no_content(req, model, _FINISH_FAULTS[fault]), fault
         if fault == "image_safety":
             return P.no_content(req, model, "IMAGE_SAFETY"), "image_safety"
         if fault == "no_image":
@@ -290,7 +357,11 @@ class Handler(BaseHTTPRequestHandler):
         # With response_modalities ["IMAGE"] an image comes alone; a text-only
         # outcome (no face, impossible edit) still has to be said in words.
         reply: str | None = outcome.text if (outcome.png is None or "TEXT" in req.modalities) else None
-        return P.answer(req, model, reply, outcome.png, signed=signed), note
+        image, mime = outcome.png, "image/png"
+        if image is not None and fault == "jpeg":
+            # Gemini 3 models answer JPEG: clients must keep whatever type comes.
+            image, mime = im.to_jpeg(image), "image/jpeg"
+        return P.answer(req, model, reply, image, signed=signed, mime_type=mime), note
 
     def _run_renderer(self, req: P.Request) -> tuple[Outcome, str]:
         renderer = self.server.renderer
@@ -312,11 +383,18 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve(
-    host: str, port: int, fault: str | None = None, timeout_s: float = 30.0, quiet: bool = False
+    host: str,
+    port: int,
+    fault: str | None = None,
+    timeout_s: float = 30.0,
+    quiet: bool = False,
+    storage_url: str | None = None,
 ) -> None:
     t0 = time.perf_counter()
     renderer = Renderer()  # loads the mediapipe models before we listen
-    httpd = RendererServer((host, port), renderer, fault=fault, timeout_s=timeout_s, quiet=quiet)
+    httpd = RendererServer(
+        (host, port), renderer, fault=fault, timeout_s=timeout_s, quiet=quiet, storage_url=storage_url
+    )
     real_port = httpd.server_address[1]
     print(
         f"pixme offline renderer listening on http://{host}:{real_port} "

@@ -72,3 +72,27 @@ def test_an_edit_the_model_cannot_do_is_answered_in_words(ready_user: App) -> No
     assert error["code"] == "text_only" and error["message"]
     detail = ready_user.get(f"/{first['session_id']}").json()
     assert detail["turn_count"] == 1  # nothing was appended
+
+
+def test_a_style_pack_answers_each_style_and_a_session_pages_its_turns(ready_user: App) -> None:
+    resp = ready_user.post("generate", {"upload_id": "me", "styles": ["comics", "manga", "pop_art"]})
+    assert resp.status_code == 201, resp.text
+    results = resp.json()["results"]
+    assert [r["style"] for r in results] == ["comics", "manga", "pop_art"]
+    assert all(requests.get(r["image_url"], timeout=10).status_code == 200 for r in results)
+    sid = results[0]["session_id"]
+    made = [results[0]["turn_id"]]
+    for instruction in ("add glasses", "make it warmer", "make it cooler"):
+        edit = ready_user.post("edit", {"session_id": sid, "instruction": instruction})
+        assert edit.status_code == 201, edit.text
+        made.append(edit.json()["turn_id"])
+    first = ready_user.get(f"/{sid}?limit=2").json()
+    assert [t["turn_id"] for t in first["turns"]] == made[:2] and first["next_page_token"]
+    rest = ready_user.get(f"/{sid}?limit=2&page_token={first['next_page_token']}").json()
+    assert [t["turn_id"] for t in rest["turns"]] == made[2:] and rest["next_page_token"] is None
+    newest = ready_user.get(f"/{sid}?order=newest&limit=1").json()
+    assert [t["turn_id"] for t in newest["turns"]] == made[-1:]
+    bad = ready_user.get(f"/{sid}?limit=500")
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "limit"
+    too_many = ready_user.post("generate", {"upload_id": "me", "styles": ["comics"] * 7})
+    assert too_many.status_code == 400 and too_many.json()["error"]["field"] == "styles"

@@ -249,3 +249,122 @@ def test_idempotency_keys_reserve_replay_release_and_expire(db) -> None:  # type
     assert store.begin("another-owner", key, "fp3", t, later) is None
     assert store.purge(later + timedelta(seconds=1), 500) >= 2
     assert store.begin(owner, key, "fp2", t, later) is None  # purged: a new key
+
+
+def test_ten_concurrent_edits_on_one_head_finish_within_three_times_one(db) -> None:  # type: ignore[no-untyped-def]
+    """An edit here is its model call (a 0.3 s stand-in) then the append: with
+    optimistic appends (no locks, jittered retries) racing edits barely wait."""
+    import time
+
+    from pixme.conversation import Memory
+
+    sessions = FirestoreSessions(db)
+    session, first = make_session(uuid.uuid4().hex)
+    sessions.create(session, first)
+
+    def edit(instruction: str) -> Turn:
+        time.sleep(0.3)
+        turn = replace(next_turn(first, instruction), memory=Memory((instruction,)))
+        sessions.append(session.session_id, turn, now())
+        return turn
+
+    started = time.perf_counter()
+    edit("alone")
+    one = time.perf_counter() - started
+    started = time.perf_counter()
+    with ThreadPoolExecutor(10) as pool:
+        made = list(pool.map(edit, [f"edit {i}" for i in range(10)]))
+    ten = time.perf_counter() - started
+    assert ten <= 3 * one, (ten, one)
+    stored = sessions.get(session.session_id)
+    assert stored is not None and stored.turn_count == 12 and stored.head_turn in {t.turn_id for t in made}
+    turns = sessions.turns(session.session_id)
+    assert len(turns) == 12 and len({t.turn_id for t in turns}) == 12
+    again = sessions.turn(session.session_id, made[0].turn_id)
+    assert again is not None and again.memory == Memory(("edit 0",))
+    with pytest.raises(Exception) as caught:  # a retried append that had landed
+        sessions.append(session.session_id, made[0], now())
+    assert getattr(caught.value, "code", None) == "turn_exists"
+
+
+def test_a_session_round_trips_its_options_and_pages_its_turns(db) -> None:  # type: ignore[no-untyped-def]
+    from pixme.errors import InvalidRequest
+
+    sessions = FirestoreSessions(db)
+    session, first = make_session(uuid.uuid4().hex)
+    session = replace(
+        session, prompt="add a hat", context="sailing", aspect_ratio="16:9", image_size="2K",
+        references=("s_a",), reference_paths=("avatars/x/s_a/t_1.png",), caption="ANA",
+    )  # fmt: skip
+    sessions.create(session, first)
+    assert sessions.get(session.session_id) == session
+    assert sessions.turn(session.session_id, first.turn_id) == first
+    assert sessions.turn(session.session_id, "t_missing") is None
+    ids = [first.turn_id]
+    parent = first
+    for i in range(4):
+        parent = replace(next_turn(parent, f"e{i}"), created_at=now() + timedelta(seconds=i + 1))
+        sessions.append(session.session_id, parent, now())
+        ids.append(parent.turn_id)
+    page1 = sessions.page(session.session_id, 2)
+    page2 = sessions.page(session.session_id, 2, after=page1[-1].turn_id)
+    page3 = sessions.page(session.session_id, 2, after=page2[-1].turn_id)
+    assert [t.turn_id for t in page1 + page2 + page3] == ids
+    newest = sessions.page(session.session_id, 3, newest_first=True)
+    assert [t.turn_id for t in newest] == ids[::-1][:3]
+    with pytest.raises(InvalidRequest):
+        sessions.page(session.session_id, 2, after="t_missing")
+
+
+def test_concurrent_begins_on_an_expired_key_let_exactly_one_through(db) -> None:  # type: ignore[no-untyped-def]
+    from pixme.adapters.firestore import FirestoreIdempotency
+    from pixme.errors import Conflict
+
+    store = FirestoreIdempotency(db)
+    owner, key, t = uuid.uuid4().hex, "key-expired1", now()
+    assert store.begin(owner, key, "fp", t - timedelta(days=2), t - timedelta(days=1)) is None
+    outcomes: list[str] = []
+
+    def begin() -> None:
+        try:
+            stored = store.begin(owner, key, "fp", t, t + timedelta(hours=24))
+            outcomes.append("ahead" if stored is None else "replay")
+        except Conflict as err:
+            outcomes.append(err.code)
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(begin) for _ in range(4)]:
+            future.result()
+    assert sorted(outcomes) == ["ahead"] + ["request_in_progress"] * 3, outcomes
+
+
+def test_a_running_key_older_than_the_timeout_is_taken_over_once(db) -> None:  # type: ignore[no-untyped-def]
+    from pixme.adapters.firestore import FirestoreIdempotency
+    from pixme.errors import Conflict
+
+    store = FirestoreIdempotency(db)
+    owner, key, t = uuid.uuid4().hex, "key-running1", now()
+    later = t + timedelta(hours=24)
+    assert store.begin(owner, key, "fp", t, later) is None  # its process then dies
+    with pytest.raises(Conflict) as caught:
+        store.begin(owner, key, "fp", t + timedelta(minutes=5), later, t - timedelta(minutes=5))
+    assert caught.value.code == "request_in_progress"  # not stale yet
+    retry_at = t + timedelta(minutes=11)
+    outcomes: list[str] = []
+
+    def retry() -> None:
+        try:
+            store.begin(owner, key, "fp", retry_at, later, retry_at - timedelta(minutes=10))
+            outcomes.append("ahead")
+        except Conflict as err:
+            outcomes.append(err.code)
+
+    with ThreadPoolExecutor(3) as pool:
+        for future in [pool.submit(retry) for _ in range(3)]:
+            future.result()
+    assert sorted(outcomes) == ["ahead", "request_in_progress", "request_in_progress"], outcomes
+    with pytest.raises(Conflict) as caught:
+        store.begin(owner, key, "other", retry_at, later, retry_at)
+    assert caught.value.code == "idempotency_key_reused"
+    store.finish(owner, key, {"session_id": "s_1"})
+    assert store.begin(owner, key, "fp", retry_at, later, retry_at) == {"session_id": "s_1"}

@@ -40,7 +40,7 @@ VENV_PYTHON = ROOT / ".venv-renderer" / "bin" / "python"
 SELFIE_BYTES = (ROOT / "assets" / "selfie-astronaut.png").read_bytes()
 CAT_BYTES = (ROOT / "assets" / "noface-cat.png").read_bytes()
 SELFIE = ImageRef(SELFIE_BYTES, "image/png")
-MODEL = "gemini-3.1-flash-image"
+MODEL = "gemini-nano-banana-2.1"
 # The renderer's default signing secret (local/renderer/protocol.py), so the
 # test can check that signatures really are an HMAC over the image bytes.
 SECRET = b"pixme-offline-renderer/thought-signature/v1"
@@ -398,12 +398,45 @@ def test_a_blocked_prompt_has_feedback_and_no_candidates(server: Server) -> None
 
 @pytest.mark.parametrize(
     ("fault", "reason"),
-    [("image_safety", types.FinishReason.IMAGE_SAFETY), ("no_image", types.FinishReason.NO_IMAGE)],
+    [
+        ("image_safety", types.FinishReason.IMAGE_SAFETY),
+        ("no_image", types.FinishReason.NO_IMAGE),
+        ("malformed_response", types.FinishReason.MALFORMED_RESPONSE),
+        ("continuation", types.FinishReason.CONTINUATION),
+        ("model_armor", types.FinishReason.MODEL_ARMOR),
+        ("escalation", types.FinishReason.ESCALATION),
+        ("pup_limited", types.FinishReason.PUP_LIMITED_DISABLED),
+        ("missing_signature", types.FinishReason.MISSING_THOUGHT_SIGNATURE),
+    ],
 )
 def test_no_image_finish_reasons(server: Server, fault: str, reason: types.FinishReason) -> None:
     resp = generate(server, model=f"{MODEL}@{fault}")
     assert resp.candidates[0].finish_reason == reason
     assert not (resp.candidates[0].content and resp.candidates[0].content.parts)
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("blocked_image_safety", types.BlockedReason.IMAGE_SAFETY),
+        ("blocked_model_armor", types.BlockedReason.MODEL_ARMOR),
+        ("blocked_jailbreak", types.BlockedReason.JAILBREAK),
+    ],
+)
+def test_newer_block_reasons(server: Server, fault: str, reason: types.BlockedReason) -> None:
+    resp = generate(server, model=f"{MODEL}@{fault}")
+    assert not resp.candidates
+    assert resp.prompt_feedback and resp.prompt_feedback.block_reason == reason
+
+
+def test_the_jpeg_fault_answers_a_signed_jpeg(server: Server) -> None:
+    _, image = split(generate(server, model=f"{MODEL}@jpeg"))
+    assert image is not None and image.inline_data and image.inline_data.data
+    assert image.inline_data.mime_type == "image/jpeg"
+    assert image.inline_data.data.startswith(b"\xff\xd8\xff")
+    assert (
+        image.thought_signature == b"pxo1" + hmac.new(SECRET, image.inline_data.data, hashlib.sha256).digest()
+    )
 
 
 def test_text_only_and_unsigned_faults_via_the_header(server: Server) -> None:
@@ -445,6 +478,26 @@ def test_keys_and_tokens_are_required_and_vertex_paths_work(server: Server) -> N
     assert code == 401 and err["error"]["status"] == "UNAUTHENTICATED"
     code, ok = post(server, vertex, body, {"Authorization": "Bearer anything"})
     assert code == 200 and ok["candidates"][0]["finishReason"] == "STOP"
+
+
+def test_the_vertex_paths_through_the_sdk(server: Server) -> None:
+    """Vertex AI mode as the adapter builds it: explicit project, location and
+    static credentials, so the SDK posts to the Vertex path with a bearer token."""
+    from google.oauth2.credentials import Credentials
+
+    client = genai.Client(
+        vertexai=True,
+        project="p",
+        location="global",
+        credentials=Credentials(token="local"),  # type: ignore[no-untyped-call]
+        http_options=types.HttpOptions(base_url=server.url),
+    )
+    msgs = to_contents(generation_messages(get_style("comics"), SELFIE))
+    text, image = split(client.models.generate_content(model=MODEL, contents=msgs, config=CONFIG))
+    assert text and image is not None and image.thought_signature
+    with pytest.raises(errors.ClientError) as caught:
+        client.models.generate_content(model="gemini-2.0-flash-exp", contents=msgs, config=CONFIG)
+    assert caught.value.code == 404 and caught.value.status == "NOT_FOUND"
 
 
 def test_snake_case_fields_and_url_safe_base64_are_accepted(server: Server) -> None:

@@ -181,8 +181,9 @@ def test_real_model_settings_pass_through_and_skip_the_renderer() -> None:
     assert "renderer" in offline.components
     offline.renderer_url = "http://127.0.0.1:9999"  # as start() sets it
     env = offline._functions_env()
-    assert env["GEMINI_API_KEY"] == "offline-renderer"
-    assert env["GOOGLE_GEMINI_BASE_URL"] == "http://127.0.0.1:9999"
+    # Offline, the functions run as in production: Vertex mode, here against the renderer.
+    assert env["GOOGLE_GENAI_USE_VERTEXAI"] == "true"
+    assert env["GOOGLE_VERTEX_BASE_URL"] == "http://127.0.0.1:9999"
 
 
 # --- the command line: `python -m local.stack up` ------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from PIL import Image
 
 from pixme.config import Settings
 from pixme.conversation import PENDING, UNFINISHED, Session, Turn, Upload
-from pixme.errors import Conflict, NotFound, PixmeError, Unavailable
+from pixme.errors import Conflict, InvalidRequest, NotFound, PixmeError, Unavailable
 from pixme.ports import Charge, ChargeRequest, ModelReply, RenderOptions, UploadUsage
 from pixme.prompts import Message
 from pixme.spending import over_quota, too_many_in_flight
@@ -150,10 +151,28 @@ class FakeSessions:
     def turns(self, session_id: str) -> list[Turn]:
         return list(self.turn_docs.get(session_id, {}).values())
 
+    def turn(self, session_id: str, turn_id: str) -> Turn | None:
+        return self.turn_docs.get(session_id, {}).get(turn_id)
+
+    def page(
+        self, session_id: str, limit: int, after: str | None = None, newest_first: bool = False
+    ) -> list[Turn]:
+        docs = self.turn_docs.get(session_id, {})
+        ordered = sorted(docs.values(), key=lambda t: (t.created_at, t.turn_id), reverse=newest_first)
+        if after is not None:
+            if after not in docs:
+                raise InvalidRequest("invalid_field", "page_token names no page.", field="page_token")
+            ordered = ordered[[t.turn_id for t in ordered].index(after) + 1 :]
+        return ordered[:limit]
+
     def append(self, session_id: str, turn: Turn, now: datetime, expected_head: str | None = None) -> Session:
+        if session_id not in self.sessions:
+            raise NotFound("session_not_found", "gone")
         session = self.sessions[session_id]
         if expected_head is not None and session.head_turn != expected_head:
             raise Conflict("stale_head", "moved on")
+        if turn.turn_id in self.turn_docs[session_id]:
+            raise Conflict("turn_exists", "already recorded")
         self.turn_docs[session_id][turn.turn_id] = turn
         session.head_turn = turn.turn_id
         session.turn_count += 1
@@ -173,19 +192,25 @@ class FakeIdempotency:
         self.entries: dict[tuple[str, str], dict[str, Any]] = {}
 
     def begin(
-        self, owner: str, key: str, fingerprint: str, now: datetime, expires_at: datetime
+        self,
+        owner: str,
+        key: str,
+        fingerprint: str,
+        now: datetime,
+        expires_at: datetime,
+        stale_before: datetime | None = None,
     ) -> dict[str, Any] | None:
         found = self.entries.get((owner, key))
+        fresh = {"fingerprint": fingerprint, "result": None, "expires_at": expires_at, "started_at": now}
         if found is None or found["expires_at"] <= now:
-            self.entries[(owner, key)] = {
-                "fingerprint": fingerprint,
-                "result": None,
-                "expires_at": expires_at,
-            }
+            self.entries[(owner, key)] = fresh
             return None
         if found["fingerprint"] != fingerprint:
             raise Conflict("idempotency_key_reused", "different request")
         if found["result"] is None:
+            if stale_before is not None and found["started_at"] < stale_before:
+                self.entries[(owner, key)] = fresh  # a dead request's key is taken over
+                return None
             raise Conflict("request_in_progress", "running")
         return dict(found["result"])
 
@@ -217,15 +242,27 @@ def png(color: tuple[int, int, int] = (200, 100, 50), size: tuple[int, int] = (2
 class FakeModel:
     """Answers every call with a small image, or raises what the test queued."""
 
-    def __init__(self) -> None:
+    def __init__(self, by_reference: bool = False) -> None:
+        self.by_reference = by_reference
         self.calls: list[tuple[str, list[Message]]] = []
+        self.options: list[RenderOptions] = []  # what each call asked for, beside `calls`
         self.failures: list[PixmeError] = []
+        # Failures for calls whose texts contain a word (a style pack's styles run in parallel).
+        self.fail_when: dict[str, PixmeError] = {}
+        self._lock = threading.Lock()
 
     def generate(self, model_id: str, messages: Sequence[Message], options: RenderOptions) -> ModelReply:
-        self.calls.append((model_id, list(messages)))
-        if self.failures:
-            raise self.failures.pop(0)
-        n = len(self.calls)
+        with self._lock:
+            self.calls.append((model_id, list(messages)))
+            self.options.append(options)
+            n = len(self.calls)
+            failure = self.failures.pop(0) if self.failures else None
+        text = " ".join(t for m in messages for t in m.texts)
+        for word, err in self.fail_when.items():
+            if word in text:
+                raise err
+        if failure is not None:
+            raise failure
         return ModelReply(
             text=f"image {n}",
             image=png((n * 20 % 256, 80, 160)),
@@ -245,8 +282,16 @@ class FakeUsage:
         self.spent: dict[str, int] = {}
         self.override: int | None = None
         self.settled: list[tuple[str, bool]] = []
+        self.peak_in_flight = 0
+        self._lock = threading.RLock()
 
     def charge(self, request: ChargeRequest) -> Charge:
+        with self._lock:
+            charge = self._charge(request)
+            self.peak_in_flight = max(self.peak_in_flight, len(self.in_flight.get(request.owner, {})))
+            return charge
+
+    def _charge(self, request: ChargeRequest) -> Charge:
         live = {
             k: v for k, v in self.in_flight.get(request.owner, {}).items() if v > request.stale_before
         }
@@ -268,6 +313,10 @@ class FakeUsage:
         )  # fmt: skip
 
     def settle(self, charge: Charge, refund: bool) -> None:
+        with self._lock:
+            self._settle(charge, refund)
+
+    def _settle(self, charge: Charge, refund: bool) -> None:
         self.settled.append((charge.request_id, refund))
         self.in_flight.get(charge.owner, {}).pop(charge.request_id, None)
         if refund:

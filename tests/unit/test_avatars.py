@@ -237,3 +237,269 @@ def test_references_send_earlier_avatars_of_the_same_user(world: World) -> None:
     assert len(messages[0].images) == 2 and messages[0].images[1].thought_signature is None
     with pytest.raises(NotFound):
         world.generate(owner="mallory", references=[earlier["session_id"]])
+
+
+# --- every edit keeps what the user asked for -------------------------------------
+
+
+def test_every_edit_carries_the_sessions_options_and_pinned_memory(world: World) -> None:
+    from pixme.ports import RenderOptions
+
+    earlier = world.generate()
+    first = world.generate(
+        style="manga", prompt="add a sailor hat", context="loves sailing, lives in Lisbon", caption="ANA",
+        references=[earlier["session_id"]], aspect_ratio="16:9", image_size="2K",
+    )  # fmt: skip
+    sid = first["session_id"]
+    assert world.model.options[-1] == RenderOptions("16:9", "2K")
+    (gen,) = world.model.calls[-1][1]
+    assert "square" not in " ".join(gen.texts) and "16:9" in gen.texts[0]
+    edits = [f"change {i}" for i in range(15)]
+    for instruction in edits:
+        world.edit(sid, instruction)
+    sent = zip(world.model.calls[2:], world.model.options[2:], strict=True)
+    for n, ((_, messages), options) in enumerate(sent):
+        assert options == RenderOptions("16:9", "2K"), n
+        pinned, memory = messages[0].texts[0], messages[0].texts[1]
+        assert "manga" in pinned.lower() and "add a sailor hat" in pinned
+        assert "loves sailing, lives in Lisbon" in pinned and '"ANA"' in pinned
+        # The generation's prompt is pinned, never an "earlier edit".
+        assert "sailor" not in memory
+        assert len(messages[0].images) == 2  # the selfie and the reference avatar
+        everything = " ".join(t for m in messages for t in m.texts)
+        assert "square" not in everything and "16:9" in messages[2].texts[0]
+        assert messages[2].texts[0].startswith(f"Edit the last image: {edits[n]}.")
+        assert (f"change {n - 1}" in memory) == (n >= 1)
+    # After 15 edits the memory condenses only the edit list: the 12 latest verbatim.
+    last_memory = world.model.calls[-1][1][0].texts[1]
+    assert "2 earlier edits" in last_memory and "change 2" in last_memory and "change 1;" not in last_memory
+
+
+def test_a_default_session_still_asks_for_a_square_image(world: World) -> None:
+    from pixme.ports import RenderOptions
+
+    sid = world.generate()["session_id"]
+    world.edit(sid, "add glasses")
+    assert world.model.options == [RenderOptions(), RenderOptions()]
+    assert "one square image" in world.model.calls[-1][1][2].texts[0]
+
+
+def test_an_edit_from_a_turn_stored_without_its_memory_walks_the_lineage(world: World) -> None:
+    sid = world.generate()["session_id"]
+    world.edit(sid, "add glasses")
+    world.edit(sid, "make it warmer")
+    for turn in world.sessions.turn_docs[sid].values():
+        turn.memory = None  # as written before turns carried their memory
+    world.edit(sid, "make it cooler")
+    memory = world.model.calls[-1][1][0].texts[1]
+    assert "add glasses; make it warmer" in memory
+
+
+# --- O(1) per turn --------------------------------------------------------------------
+
+
+class CountingSessions(FakeSessions):
+    """Counts the documents each call reads, the way the Firestore adapter reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, session_id: str):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return super().get(session_id)
+
+    def turn(self, session_id: str, turn_id: str):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return super().turn(session_id, turn_id)
+
+    def turns(self, session_id: str):  # type: ignore[no-untyped-def]
+        found = super().turns(session_id)
+        self.reads += len(found)
+        return found
+
+    def append(self, session_id, turn, now, expected_head=None):  # type: ignore[no-untyped-def]
+        self.reads += 2  # the session and the new turn's (absent) document
+        return super().append(session_id, turn, now, expected_head)
+
+
+def test_an_edit_reads_the_same_documents_at_turn_2_and_turn_60() -> None:
+    w = World()
+    w.sessions = CountingSessions()
+    w.avatars.sessions = w.sessions
+    w.library.sessions = w.sessions
+    w.service.sessions = w.sessions
+    w.upload()
+    sid = w.generate()["session_id"]
+    costs = []
+    for i in range(60):
+        before = w.sessions.reads
+        w.edit(sid, f"change {i}")
+        costs.append(w.sessions.reads - before)
+    assert set(costs) == {4}, costs  # session, base turn; append: session + new turn
+
+
+def test_a_session_is_read_in_pages_oldest_or_newest_first(world: World) -> None:
+    from pixme.api import PageRequest
+    from pixme.errors import InvalidRequest as Invalid
+
+    first = world.generate()
+    sid = first["session_id"]
+    ids = [first["turn_id"]]
+    for i in range(6):
+        world.clock.advance(seconds=1)
+        ids.append(world.edit(sid, f"change {i}")["turn_id"])
+    seen: list[str] = []
+    token = None
+    while True:
+        page = world.library.session("alice", sid, PageRequest(limit=3, page_token=token))
+        assert len(page["turns"]) <= 3 and all(t["image_url"].startswith("https://") for t in page["turns"])
+        seen += [t["turn_id"] for t in page["turns"]]
+        token = page["next_page_token"]
+        if token is None:
+            break
+    assert seen == ids
+    newest = world.library.session("alice", sid, PageRequest(limit=2, newest_first=True))
+    assert [t["turn_id"] for t in newest["turns"]] == ids[::-1][:2]
+    assert world.library.session("alice", sid)["next_page_token"] is None
+    with pytest.raises(Invalid):
+        world.library.session("alice", sid, PageRequest(page_token="t_nope"))
+    with pytest.raises(Invalid):
+        PageRequest.parse({"limit": "0"})
+    assert PageRequest.parse({"limit": "7", "order": "newest"}) == PageRequest(7, None, True)
+
+
+# --- idempotency ------------------------------------------------------------------
+
+
+def test_a_key_left_running_by_a_dead_request_is_taken_over(world: World) -> None:
+    from datetime import timedelta
+
+    from pixme.services.avatars import fingerprint
+
+    now = world.clock.now()
+    world.idempotency.begin(
+        "alice", "key-00000001", fingerprint("generate", world.request()), now, now + timedelta(hours=24)
+    )
+    with pytest.raises(Conflict) as caught:
+        world.generate(key="key-00000001")
+    assert caught.value.code == "request_in_progress"
+    world.clock.advance(minutes=11)  # past the function's timeout: that request is dead
+    assert world.generate(key="key-00000001")["turn_count"] == 1
+
+
+def test_the_fingerprint_is_canonical_and_ignores_defaulted_fields(world: World) -> None:
+    from dataclasses import dataclass
+
+    from pixme.services.avatars import fingerprint
+
+    req = world.request(prompt="add a hat")
+    assert fingerprint("generate", req) == fingerprint("generate", world.request(prompt="add a hat"))
+    assert fingerprint("generate", req) != fingerprint("edit", req)
+    assert fingerprint("generate", req) != fingerprint("generate", world.request(prompt="add a cap"))
+
+    @dataclass(frozen=True)
+    class Before:
+        session_id: str
+        instruction: str
+
+    @dataclass(frozen=True)
+    class After:  # a deploy added a field with a default
+        instruction: str
+        session_id: str
+        strength: float | None = None
+
+    assert fingerprint("edit", Before("s_1", "x")) == fingerprint("edit", After("x", "s_1"))
+
+
+# --- a session does not outlive its selfie --------------------------------------------
+
+
+def test_a_session_made_late_expires_with_its_upload(world: World) -> None:
+    from pixme.services.cleanup import Cleanup
+
+    upload = world.uploads.get("alice", world.ids["u1"])
+    assert upload is not None
+    world.clock.advance(days=world.s.retention_days - 2)
+    sid = world.generate()["session_id"]
+    session = world.sessions.get(sid)
+    assert session is not None and session.expires_at == upload.expires_at
+    world.edit(sid, "add glasses")
+    world.clock.advance(days=2, seconds=1)
+    with pytest.raises(NotFound) as caught:  # gone with the upload, not a missing selfie
+        world.edit(sid, "make it warmer")
+    assert caught.value.code == "session_not_found"
+    Cleanup(
+        world.s, world.blobs, world.uploads, world.sessions, world.clock, world.idempotency, world.usage
+    ).run()
+    assert world.sessions.get(sid) is None and world.blobs.objects == {}
+
+
+# --- style packs ----------------------------------------------------------------------
+
+
+def test_a_style_pack_makes_one_session_per_style_and_reports_each(world: World) -> None:
+    from pixme.errors import ModelRefused
+
+    world.model.fail_when["zombie"] = ModelRefused("image_safety", "refused")
+    caller = Caller("alice")
+    req = world.request(style=None, styles=["comics", "zombie", "manga", "pop_art"], caption="ANA")
+    answer = world.avatars.generate(caller, req)
+    results = answer.body["results"]
+    assert [r["style"] for r in results] == ["comics", "zombie", "manga", "pop_art"]
+    assert results[1]["error"]["code"] == "image_safety" and "session_id" not in results[1]
+    made = [r for r in results if "session_id" in r]
+    assert len(made) == 3 and len({r["session_id"] for r in made}) == 3
+    assert all("image_path" not in r and r["image_url"].startswith("https://") for r in made)
+    assert answer.body["succeeded"] == 3 and answer.body["failed"] == 1
+    # Quotas count per image (the refused one included: the model was paid), and
+    # the fan-out never exceeds the caller's in-flight cap.
+    assert world.usage.used("alice", "generations", world.clock.now().date().isoformat()) == 4
+    assert world.usage.peak_in_flight <= world.s.user_max_in_flight
+    assert answer.headers["RateLimit-Remaining"] == str(world.s.daily_generations - 4)
+    for r in made:
+        session = world.sessions.get(r["session_id"])
+        assert session is not None and session.caption == "ANA" and session.style == r["style"]
+
+
+def test_a_style_pack_that_makes_nothing_answers_with_the_error(world: World) -> None:
+    from pixme.errors import ModelRefused
+
+    world.model.fail_when["Answer"] = ModelRefused("image_safety", "refused")
+    with pytest.raises(ModelRefused):
+        world.avatars.generate(Caller("alice"), world.request(style=None, styles=["comics", "manga"]))
+
+
+def test_a_style_pack_is_parsed_strictly_and_replayed_by_key(world: World) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        world.request(style=None, styles=["comics"] * 3 + ["manga"] * 4)
+    assert caught.value.details["field"] == "styles"
+    with pytest.raises(InvalidRequest):
+        world.request(styles=["manga"])  # style and styles at once
+    with pytest.raises(InvalidRequest):
+        world.request(style=None, styles=[])
+    req = world.request(style=None, styles=["comics", "manga", "comics"])
+    assert req.styles == ("comics", "manga") and req.style == "comics"
+    first = world.avatars.generate(Caller("alice"), req, "key-00000009").body
+    again = world.avatars.generate(Caller("alice"), req, "key-00000009").body
+    assert again["replayed"] is True and len(world.model.calls) == 2
+    assert [r["session_id"] for r in again["results"]] == [r["session_id"] for r in first["results"]]
+    assert all("image_path" not in r and "image_url" in r for r in again["results"])
+
+
+def test_a_page_of_turns_is_signed_concurrently(world: World) -> None:
+    import time
+
+    sid = world.generate()["session_id"]
+    for i in range(7):
+        world.edit(sid, f"change {i}")
+    signed = world.blobs.signed_url
+
+    def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.1)  # an IAM signBlob round trip
+        return signed(*args, **kwargs)
+
+    world.blobs.signed_url = slow  # type: ignore[method-assign]
+    started = time.perf_counter()
+    view = world.library.session("alice", sid)
+    assert len(view["turns"]) == 8 and time.perf_counter() - started < 0.4

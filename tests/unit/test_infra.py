@@ -439,7 +439,15 @@ def test_no_one_but_our_runtime_accounts_has_bucket_access(tf: Config) -> None:
     # The app uses signed URLs only: no grant to users, groups, allUsers or
     # Firebase principals, and no authoritative bucket policy that could add one.
     assert not tf.resource_types() & {"google_storage_bucket_iam_binding", "google_storage_bucket_iam_policy"}
-    assert tf.resources("google_storage_bucket_iam_member").keys() == {"buckets"}
+    assert tf.resources("google_storage_bucket_iam_member").keys() == {"buckets", "vertex_reads_assets"}
+    # Besides our runtimes, only Vertex AI's service agent, reading the assets
+    # it is sent by gs:// reference.
+    vertex = tf.resource("google_storage_bucket_iam_member", "vertex_reads_assets")
+    assert vertex["bucket"] == "${google_storage_bucket.assets.name}"
+    assert vertex["role"] == "roles/storage.objectViewer"
+    assert vertex["member"] == "serviceAccount:${google_project_service_identity.aiplatform.email}"
+    agent = tf.resource("google_project_service_identity", "aiplatform")
+    assert agent["service"] == "aiplatform.googleapis.com"
     grants = tf.resource("google_storage_bucket_iam_member", "buckets")
     assert grants["member"] == "serviceAccount:${google_service_account.sa[each.value.identity].email}"
     runtimes = {s["identity"] for s in tf.locals["function_specs"].values()}
@@ -584,7 +592,7 @@ def test_every_function_gets_the_pixme_environment(tf: Config) -> None:
     assert signing == {"generate", "edit", "sessions", "uploads", "account"}
 
     app_type = tf.variables["app"]["type"]
-    assert variable_default(app_type, "model") == "gemini-3.1-flash-image"
+    assert variable_default(app_type, "model") == "gemini-nano-banana-2.1"
     assert variable_default(app_type, "retention_days") == "30"
     assert variable_default(app_type, "url_ttl_s") == "900"
     assert variable_default(app_type, "model_timeout_s") == "60"
@@ -628,6 +636,12 @@ LEFT_TO_THE_CODE = {
     "PIXME_SIGNING_KEY_FILE",
     "PIXME_PUBLIC_STORAGE_URL",
     "PIXME_LOG_FORMAT",
+    # Local stand-ins only: in the cloud the functions use Vertex AI with their
+    # service account, no key and Google's own endpoints.
+    "GOOGLE_GEMINI_BASE_URL",
+    "GOOGLE_VERTEX_BASE_URL",
+    "GOOGLE_API_KEY",
+    "GEMINI_API_KEY",
 }
 
 

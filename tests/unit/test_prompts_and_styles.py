@@ -83,3 +83,23 @@ def test_lineage_follows_parents_and_survives_cycles() -> None:
     assert earlier_instructions(lineage(turns, "d")) == ["cooler"]
     turns["a"] = _turn("a", "c", None)  # corrupt: a cycle
     assert len(lineage(turns, "c")) == 3
+
+
+def test_memory_stays_bounded_and_counts_what_it_condenses() -> None:
+    from pixme.conversation import MEMORY_LIMIT, Memory
+
+    memory = Memory()
+    for i in range(40):
+        memory = memory.then(f" e{i} ")
+    assert len(memory.edits) == MEMORY_LIMIT and memory.dropped == 40 - MEMORY_LIMIT
+    assert memory.edits[-1] == "e39" and memory == Memory.of([f"e{i}" for i in range(40)])
+    assert prompts.memory_text(memory) == prompts.memory_text([f"e{i}" for i in range(40)])
+
+
+def test_the_format_sentence_follows_the_aspect_ratio_and_precedes_free_text() -> None:
+    assert prompts.answer_clause(None) == prompts.answer_clause("1:1") == prompts.ANSWER_CLAUSE
+    assert "landscape" in prompts.answer_clause("16:9") and "portrait" in prompts.answer_clause("9:16")
+    (msg,) = prompts.generation_messages(get_style("comics"), SELFIE, "add a hat", aspect_ratio="21:9")
+    text = msg.texts[0]
+    assert "square" not in text and text.index("21:9") < text.index("Also: add a hat")
+    assert text.rstrip().endswith("add a hat")

@@ -21,10 +21,64 @@ def test_missing_settings_are_named() -> None:
 
 def test_defaults_and_overrides() -> None:
     s = Settings.from_env(REQUIRED)
-    assert s.model == "gemini-3.1-flash-image" and s.models == {"default": s.model}
+    assert s.model == "gemini-nano-banana-2.1" and s.models == {"default": s.model}
     assert s.issuer == "https://securetoken.google.com/p"
     s = Settings.from_env({**REQUIRED, "PIXME_MODELS": "flash=m1, pro=m2", "PIXME_RETENTION_DAYS": "7"})
     assert s.models == {"flash": "m1", "pro": "m2"} and s.retention_days == 7
+
+
+def test_the_model_backend_defaults_to_the_developer_api_and_names_the_key() -> None:
+    s = Settings.from_env(REQUIRED)
+    assert (s.vertexai, s.location, s.gemini_base_url, s.vertex_base_url) == (False, "global", "", "")
+    problem = s.model_backend_problem()
+    assert problem and "GEMINI_API_KEY" in problem and "GOOGLE_GENAI_USE_VERTEXAI" in problem
+
+
+def test_vertex_ai_settings_come_from_the_sdks_own_variables() -> None:
+    s = Settings.from_env(
+        {
+            **REQUIRED,
+            "GOOGLE_GENAI_USE_VERTEXAI": "True",
+            "GOOGLE_CLOUD_LOCATION": "us-central1",
+            "GOOGLE_VERTEX_BASE_URL": "http://127.0.0.1:8089",
+            "GOOGLE_GEMINI_BASE_URL": "http://127.0.0.1:8090",
+        }
+    )
+    assert s.vertexai and s.location == "us-central1" and s.model_backend_problem() is None
+    assert (s.vertex_base_url, s.gemini_base_url) == ("http://127.0.0.1:8089", "http://127.0.0.1:8090")
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"GEMINI_API_KEY": "gemini-key-1"}, "gemini-key-1"),
+        ({"GOOGLE_API_KEY": "google-key-2"}, "google-key-2"),
+        # Both set: GOOGLE_API_KEY wins, as in the SDK.
+        ({"GEMINI_API_KEY": "gemini-key-1", "GOOGLE_API_KEY": "google-key-2"}, "google-key-2"),
+    ],
+)
+def test_the_api_key_is_read_like_the_sdk_and_never_shown(env: dict[str, str], key: str) -> None:
+    s = Settings.from_env({**REQUIRED, **env})
+    assert s.api_key == key and s.model_backend_problem() is None
+    assert key not in repr(s)
+
+
+def test_vertex_without_a_project_names_it() -> None:
+    s = Settings(project="", uploads_bucket="u", assets_bucket="a", vertexai=True)
+    assert "GOOGLE_CLOUD_PROJECT" in (s.model_backend_problem() or "")
+
+
+def test_model_fallbacks_keep_the_alias_options() -> None:
+    s = Settings.from_env(
+        {
+            **REQUIRED,
+            "PIXME_MODELS": "flash=gemini-nano-banana-2.1|gemini-3.1-flash-image;cost=2;requires=plan:pro",
+        }
+    )
+    alias = s.alias("flash")
+    assert alias.model_id == "gemini-nano-banana-2.1|gemini-3.1-flash-image"
+    assert alias.cost == 2 and alias.requires == ("plan", "pro")
+    assert s.cost_of(alias.model_id) == 2
 
 
 @pytest.mark.parametrize(
@@ -49,7 +103,7 @@ def test_every_setting_read_is_declared() -> None:
     source = inspect.getsource(config.Settings.from_env)
     import re
 
-    read = set(re.findall(r'"((?:PIXME|GOOGLE)_[A-Z_]+)"', source))
+    read = set(re.findall(r'"((?:PIXME|GOOGLE|GEMINI)_[A-Z_]+)"', source))
     assert read == set(ENV_VARS)
 
 

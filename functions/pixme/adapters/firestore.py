@@ -19,12 +19,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from pixme.adapters import unavailable_on
-from pixme.conversation import PENDING, UNFINISHED, Session, Turn, Upload, upload_key
-from pixme.errors import Conflict, NotFound, Unavailable
+from pixme.conversation import PENDING, UNFINISHED, Memory, Session, Turn, Upload, upload_key
+from pixme.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from pixme.ports import Charge, ChargeRequest, UploadUsage
 from pixme.spending import over_quota, too_many_in_flight
 
-_CONTENDED_ATTEMPTS = 8
 _OPTIMISTIC_ATTEMPTS = 40
 # Usage and budget counters only matter for the current UTC day; kept a little
 # longer so a day's figures can still be looked at, then purged (and TTL'd).
@@ -51,25 +50,6 @@ def _expired(col: firestore.CollectionReference, now: datetime, limit: int) -> l
         return list(query.stream())
 
 
-def _contended(db: firestore.Client, run: Callable[[firestore.Transaction], T], message: str) -> T:
-    """Run a transactional function, backing off while the document is contended.
-
-    The client retries a contended transaction 5 times back to back; under a
-    burst (edits racing on a session, a user's uploads started at once) that
-    is not enough, so back off with jitter and retry, then give up with a
-    retryable error.
-    """
-    for attempt in range(_CONTENDED_ATTEMPTS):
-        with _transient_as_unavailable():
-            try:
-                return run(db.transaction(max_attempts=5))
-            except (gexc.Aborted, ValueError) as exc:
-                if isinstance(exc, ValueError) and "transaction" not in str(exc):
-                    raise
-        time.sleep(random.uniform(0.05, 0.2 * 2**attempt))
-    raise Unavailable("database_contention", message)
-
-
 Write = tuple[firestore.DocumentReference, Any, dict[str, Any]]  # (ref, snapshot read, new fields)
 
 
@@ -78,6 +58,7 @@ def _optimistic(
     refs: Callable[[], list[firestore.DocumentReference]],
     decide: Callable[[list[Any]], tuple[list[Write], T]],
     message: str,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Read some documents, decide, and write back atomically only if none
     changed meanwhile (a batch with update-time preconditions; a create for a
@@ -91,6 +72,8 @@ def _optimistic(
         with _transient_as_unavailable():
             snaps = [ref.get() for ref in refs()]
             writes, result = decide(snaps)
+            if not writes:
+                return result
             batch = db.batch()
             for ref, snap, fields in writes:
                 if snap is not None and snap.exists:
@@ -102,7 +85,8 @@ def _optimistic(
                 return result
             except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Aborted, gexc.NotFound):
                 pass
-        time.sleep(random.uniform(0.005, 0.02 * 2 ** min(attempt, 5)))
+        # Full jitter: racing requests spread out instead of retrying in lockstep.
+        sleep(random.uniform(0.005, 0.02 * 2 ** min(attempt, 5)))
     raise Unavailable("database_contention", message)
 
 
@@ -138,12 +122,24 @@ def _session_doc(s: Session) -> dict[str, Any]:
         "turn_count": s.turn_count,
         "caption": s.caption,
         "cost": s.cost,
+        "prompt": s.prompt,
+        "context": s.context,
+        "aspect_ratio": s.aspect_ratio,
+        "image_size": s.image_size,
+        "references": list(s.references),
+        "reference_paths": list(s.reference_paths),
     }
 
 
 def _session(session_id: str, d: dict[str, Any]) -> Session:
     fields: dict[str, Any] = {k: d.get(k) for k in _SESSION_FIELDS}
-    return Session(session_id=session_id, **fields, cost=int(d.get("cost") or 1))
+    return Session(
+        session_id=session_id,
+        **fields,
+        cost=int(d.get("cost") or 1),
+        references=tuple(d.get("references") or ()),
+        reference_paths=tuple(d.get("reference_paths") or ()),
+    )
 
 
 _SESSION_FIELDS = (
@@ -158,6 +154,10 @@ _SESSION_FIELDS = (
     "head_turn",
     "turn_count",
     "caption",
+    "prompt",
+    "context",
+    "aspect_ratio",
+    "image_size",
 )
 
 
@@ -176,6 +176,12 @@ def _turn_doc(t: Turn, expires_at: datetime) -> dict[str, Any]:
         "created_at": t.created_at,
         # Copied from the session so a TTL policy on the turns group agrees.
         "expires_at": expires_at,
+        # The lineage's condensed memory: an edit reads this turn, not its ancestors.
+        **(
+            {}
+            if t.memory is None
+            else {"memory": list(t.memory.edits), "memory_dropped": t.memory.dropped}
+        ),
     }
 
 
@@ -193,6 +199,9 @@ def _turn(turn_id: str, d: dict[str, Any]) -> Turn:
         usage=dict(d.get("usage") or {}),
         ms=int(d.get("ms") or 0),
         created_at=d["created_at"],
+        memory=(
+            Memory(tuple(d["memory"]), int(d.get("memory_dropped") or 0)) if "memory" in d else None
+        ),
     )
 
 
@@ -314,11 +323,19 @@ class FirestoreUploads:
 
 
 class FirestoreSessions:
-    """SessionStore: a session document with a subcollection of turns."""
+    """SessionStore: a session document with a subcollection of turns.
 
-    def __init__(self, db: firestore.Client) -> None:
+    An edit costs the same whatever the session's length: `get` and `turn`
+    read one document each, `append` reads the session and the new turn's
+    (absent) document and writes both in one batch under an update-time
+    precondition. No transaction: concurrent appends on one head hold no
+    locks, the losers of a race read again after a jittered pause (`sleep`).
+    """
+
+    def __init__(self, db: firestore.Client, sleep: Callable[[float], None] = time.sleep) -> None:
         self.db = db
         self.col = db.collection("sessions")
+        self.sleep = sleep
 
     def create(self, session: Session, first: Turn) -> None:
         batch = self.db.batch()
@@ -354,13 +371,35 @@ class FirestoreSessions:
             docs = self.col.document(session_id).collection("turns").stream()
             return [_turn(d.id, d.to_dict() or {}) for d in docs]
 
+    def turn(self, session_id: str, turn_id: str) -> Turn | None:
+        with _transient_as_unavailable():
+            snap = self.col.document(session_id).collection("turns").document(turn_id).get()
+        return _turn(turn_id, snap.to_dict() or {}) if snap.exists else None
+
+    def page(
+        self, session_id: str, limit: int, after: str | None = None, newest_first: bool = False
+    ) -> list[Turn]:
+        turns = self.col.document(session_id).collection("turns")
+        direction = firestore.Query.DESCENDING if newest_first else firestore.Query.ASCENDING
+        query = turns.order_by("created_at", direction=direction)
+        with _transient_as_unavailable():
+            if after is not None:
+                cursor = turns.document(after).get()
+                if not cursor.exists:
+                    raise InvalidRequest("invalid_field", "page_token names no page.", field="page_token")
+                # The cursor snapshot also orders ties (same created_at) by document id.
+                query = query.start_after(cursor)
+            return [_turn(d.id, d.to_dict() or {}) for d in query.limit(limit).stream()]
+
     def append(self, session_id: str, turn: Turn, now: datetime, expected_head: str | None = None) -> Session:
         ref = self.col.document(session_id)
         turn_ref = ref.collection("turns").document(turn.turn_id)
 
-        @firestore.transactional
-        def run(tx: firestore.Transaction) -> Session:
-            snap = ref.get(transaction=tx)
+        def decide(snaps: list[Any]) -> tuple[list[Write], Session]:
+            snap, turn_snap = snaps
+            if turn_snap.exists:
+                # A retry whose first commit landed after all.
+                raise Conflict("turn_exists", "This turn was already recorded.")
             if not snap.exists:
                 raise NotFound("session_not_found", "No session with this id.")
             session = _session(session_id, snap.to_dict() or {})
@@ -373,18 +412,12 @@ class FirestoreSessions:
             session.head_turn = turn.turn_id
             session.turn_count += 1
             session.updated_at = now
-            tx.create(turn_ref, _turn_doc(turn, session.expires_at))
-            tx.update(
-                ref,
-                {"head_turn": turn.turn_id, "turn_count": session.turn_count, "updated_at": now},
-            )
-            return session
+            head = {"head_turn": turn.turn_id, "turn_count": session.turn_count, "updated_at": now}
+            return [(ref, snap, head), (turn_ref, None, _turn_doc(turn, session.expires_at))], session
 
-        try:
-            session: Session = _contended(self.db, run, "Too many concurrent edits; retry.")
-            return session
-        except gexc.AlreadyExists:
-            raise Conflict("turn_exists", "This turn was already recorded.") from None
+        return _optimistic(
+            self.db, lambda: [ref, turn_ref], decide, "Too many concurrent edits; retry.", self.sleep
+        )
 
     def expired(self, now: datetime, limit: int) -> list[Session]:
         return [_session(s.id, s.to_dict() or {}) for s in _expired(self.col, now, limit)]
@@ -395,17 +428,30 @@ class FirestoreSessions:
 
 
 class FirestoreIdempotency:
-    """IdempotencyStore: idempotency/{sha256(owner, key)}, expiring after a day."""
+    """IdempotencyStore: idempotency/{sha256(owner, key)}, expiring after a day
+    (a TTL policy on expires_at; cleanup purges too).
 
-    def __init__(self, db: firestore.Client) -> None:
+    `begin` reads the key and writes it under an update-time precondition (a
+    create when absent): of concurrent requests on a free, expired or dead key,
+    exactly one commits and goes ahead; the others read again and find it running.
+    """
+
+    def __init__(self, db: firestore.Client, sleep: Callable[[float], None] = time.sleep) -> None:
         self.db = db
         self.col = db.collection("idempotency")
+        self.sleep = sleep
 
     def _ref(self, owner: str, key: str) -> firestore.DocumentReference:
         return self.col.document(hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest())
 
     def begin(
-        self, owner: str, key: str, fingerprint: str, now: datetime, expires_at: datetime
+        self,
+        owner: str,
+        key: str,
+        fingerprint: str,
+        now: datetime,
+        expires_at: datetime,
+        stale_before: datetime | None = None,
     ) -> dict[str, Any] | None:
         ref = self._ref(owner, key)
         doc = {
@@ -414,23 +460,28 @@ class FirestoreIdempotency:
             "state": "running",
             "created_at": now,
             "expires_at": expires_at,
+            "result": None,
         }
-        with _transient_as_unavailable():
-            try:
-                ref.create(doc)
-                return None
-            except gexc.AlreadyExists:
-                snap = ref.get()
-        found = snap.to_dict() or {}
-        if found.get("expires_at") and found["expires_at"] <= now:
-            with _transient_as_unavailable():
-                ref.set(doc)  # an expired key is a new key
-            return None
-        if found.get("fingerprint") != fingerprint:
-            raise Conflict("idempotency_key_reused", "This Idempotency-Key was used for a different request.")
-        if found.get("state") != "done":
+
+        def decide(snaps: list[Any]) -> tuple[list[Write], dict[str, Any] | None]:
+            (snap,) = snaps
+            if not snap.exists:
+                return [(ref, None, doc)], None
+            found = snap.to_dict() or {}
+            if found.get("expires_at") and found["expires_at"] <= now:
+                return [(ref, snap, doc)], None  # an expired key is a new key
+            if found.get("fingerprint") != fingerprint:
+                raise Conflict(
+                    "idempotency_key_reused", "This Idempotency-Key was used for a different request."
+                )
+            if found.get("state") == "done":
+                return [], dict(found.get("result") or {})
+            started = found.get("created_at")
+            if stale_before is not None and started is not None and started < stale_before:
+                return [(ref, snap, doc)], None  # its process died: take it over
             raise Conflict("request_in_progress", "A request with this Idempotency-Key is still running.")
-        return dict(found.get("result") or {})
+
+        return _optimistic(self.db, lambda: [ref], decide, "Too many retries at once; retry.", self.sleep)
 
     def finish(self, owner: str, key: str, result: dict[str, Any]) -> None:
         with _transient_as_unavailable():

@@ -1,25 +1,31 @@
 """Image model adapter on google-genai.
 
-The SDK reads its own environment (GEMINI_API_KEY / GOOGLE_API_KEY,
-GOOGLE_GEMINI_BASE_URL, GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_CLOUD_PROJECT,
-GOOGLE_CLOUD_LOCATION), so the same code talks to Gemini, Vertex AI or the
-offline renderer. Every outcome becomes one of our typed errors.
+The client is built from Settings, explicitly: Vertex AI (project, location,
+ADC) or the Developer API (a key), either optionally at another base URL. The
+SDK is never left to guess from the environment: with a custom base URL and
+project/location only in the environment it switches to an "API gateway" mode
+that posts to the bare URL. Every outcome becomes one of our typed errors.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2 as httpx  # the HTTP client google-genai 3.x uses
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from pixme.config import Settings
 from pixme.errors import (
+    ConfigError,
     ModelRefused,
     PixmeError,
     RateLimited,
@@ -42,7 +48,23 @@ NO_IMAGE_FINISH = {
     "NO_IMAGE": "no_image",
     "MAX_TOKENS": "no_image",
     "MALFORMED_FUNCTION_CALL": "no_image",
+    # A garbled answer: another attempt may well succeed.
+    "MALFORMED_RESPONSE": "no_image",
+    # Unfinished; automatic continuation is off (each re-send is billed).
+    "CONTINUATION": "no_image",
+    # Policy refusals: Vertex Model Armor, an escalated safety review, a
+    # prompt judged a jailbreak.
+    "MODEL_ARMOR": "image_safety",
+    "ESCALATION": "image_safety",
+    "JAILBREAK": "prompt_blocked",
     "MISSING_THOUGHT_SIGNATURE": "model_rejected_history",
+    # The project's model access is limited for policy violations: only the
+    # operator can fix it.
+    "PUP_LIMITED_DISABLED": "model_account_limited",
+}
+_OPERATOR_FINISH = {
+    "model_rejected_history": "The model rejected the conversation history.",
+    "model_account_limited": "The project's access to the image model is limited for policy violations.",
 }
 _REFUSAL_TEXT = {
     "prompt_blocked": "The request was blocked by the model's safety filters. Try another photo or wording.",
@@ -58,12 +80,18 @@ def to_contents(messages: Sequence[Message]) -> list[types.Content]:
     for m in messages:
         parts: list[types.Part] = [types.Part(text=t) for t in m.texts]
         for image in m.images:
-            parts.append(
-                types.Part(
+            if image.uri and not image.data:
+                # By reference (Vertex AI): the platform reads the object itself.
+                part = types.Part(
+                    file_data=types.FileData(file_uri=image.uri, mime_type=image.mime_type),
+                    thought_signature=image.thought_signature,
+                )
+            else:
+                part = types.Part(
                     inline_data=types.Blob(data=image.data, mime_type=image.mime_type),
                     thought_signature=image.thought_signature,
                 )
-            )
+            parts.append(part)
         contents.append(types.Content(role=m.role, parts=parts))
     return contents
 
@@ -92,8 +120,8 @@ def parse_reply(response: types.GenerateContentResponse, model_id: str) -> Model
     text = " ".join(t.strip() for t in texts).strip()
     if not images:
         code = NO_IMAGE_FINISH.get(finish_name)
-        if code == "model_rejected_history":
-            raise UpstreamMisconfigured(code, "The model rejected the conversation history.")
+        if code in _OPERATOR_FINISH:
+            raise UpstreamMisconfigured(code, _OPERATOR_FINISH[code], finish_reason=finish_name)
         if code:
             raise ModelRefused(code, _REFUSAL_TEXT[code], finish_reason=finish_name, model_text=text or None)
         if text:
@@ -120,11 +148,22 @@ def parse_reply(response: types.GenerateContentResponse, model_id: str) -> Model
     return ModelReply(
         text=text,
         image=image.inline_data.data,
-        mime_type=image.inline_data.mime_type or "image/png",
+        # The model's own bytes and type (Gemini 3 sends JPEG): never re-encoded,
+        # which would strip provenance such as a C2PA manifest.
+        mime_type=image.inline_data.mime_type or sniff_mime(image.inline_data.data),
         thought_signature=image.thought_signature,
         model_version=response.model_version or model_id,
         usage=usage,
     )
+
+
+def sniff_mime(data: bytes) -> str:
+    """The image type from its magic bytes, for a part that names none."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/png"
 
 
 def _retry_after(exc: genai_errors.APIError) -> float | None:
@@ -169,6 +208,50 @@ def map_api_error(exc: genai_errors.APIError, model_id: str) -> PixmeError:
     return UpstreamMisconfigured("model_error", f"The image model answered {code}.")
 
 
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _vertex_client(settings: Settings, http_options: types.HttpOptions) -> genai.Client:
+    credentials = None
+    if settings.vertex_base_url and _is_loopback(settings.vertex_base_url):
+        # A local server wants a bearer token, not Google's: static credentials
+        # (the SDK refreshes anonymous ones, and they refuse).
+        from google.oauth2.credentials import Credentials
+
+        credentials = Credentials(token="local")  # type: ignore[no-untyped-call]
+    return genai.Client(
+        vertexai=True,
+        project=settings.project,
+        location=settings.location,
+        credentials=credentials,
+        http_options=http_options,
+    )
+
+
+def client_for(settings: Settings, timeout_s: int) -> genai.Client:
+    """The one google-genai client of this process, from Settings alone."""
+    problem = settings.model_backend_problem()
+    if problem:
+        raise ConfigError(problem)
+    base_url = settings.vertex_base_url if settings.vertexai else settings.gemini_base_url
+    http_options = types.HttpOptions(timeout=timeout_s * 1000, base_url=base_url or None)
+    if settings.vertexai:
+        return _vertex_client(settings, http_options)
+    return genai.Client(vertexai=False, api_key=settings.api_key, http_options=http_options)
+
+
+def model_ids(model_id: str) -> list[str]:
+    """An alias's model ids in order of preference: `new|older` lists fallbacks."""
+    return [m.strip() for m in model_id.split("|") if m.strip()]
+
+
 class GeminiModel:
     def __init__(
         self,
@@ -176,10 +259,16 @@ class GeminiModel:
         deadline_s: int,
         client: Any = None,
         sleep: Callable[[float], None] = time.sleep,
+        settings: Settings | None = None,
     ) -> None:
         # One long-lived client per process: throw-away clients can be
         # garbage-collected mid-call.
-        self.client = client or genai.Client(http_options=types.HttpOptions(timeout=timeout_s * 1000))
+        if client is None:
+            client = client_for(settings or Settings.from_env(), timeout_s)
+        self.client = client
+        # Vertex AI takes gs:// file parts (up to 30 MB per image, vs 7 MB
+        # inline); the Developer API gets inline bytes.
+        self.by_reference = bool(getattr(client, "vertexai", False))
         self.timeout_s = timeout_s
         self.deadline_s = deadline_s
         self.sleep = sleep
@@ -188,9 +277,38 @@ class GeminiModel:
         image_config = None
         if options.aspect_ratio or options.image_size:
             image_config = types.ImageConfig(aspect_ratio=options.aspect_ratio, image_size=options.image_size)
-        config = types.GenerateContentConfig(response_modalities=["TEXT", "IMAGE"], image_config=image_config)
+        config = types.GenerateContentConfig(
+            response_modalities=["TEXT", "IMAGE"],
+            image_config=image_config,
+            # Silent re-sends are each billed and may outlast our deadline.
+            automatic_continuation=False,
+        )
         contents = to_contents(messages)
         started = time.monotonic()
+        candidates = model_ids(model_id) or [model_id]
+        for index, candidate in enumerate(candidates):
+            try:
+                reply = self._generate_one(candidate, contents, config, started)
+            except UpstreamMisconfigured as exc:
+                if exc.code != "model_not_found" or index + 1 == len(candidates):
+                    raise
+                log.warning(
+                    "model %s is not found (retired?); falling back to %s: update PIXME_MODELS",
+                    candidate,
+                    candidates[index + 1],
+                )
+                continue
+            return dataclasses.replace(reply, model_id=candidate)
+        raise AssertionError("unreachable: the last candidate returns or raises")
+
+    def _generate_one(
+        self,
+        model_id: str,
+        contents: list[types.Content],
+        config: types.GenerateContentConfig,
+        started: float,
+    ) -> ModelReply:
+        """One model id, retried on transient failures within the shared deadline."""
         attempt = 0
         while True:
             attempt += 1

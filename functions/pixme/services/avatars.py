@@ -7,11 +7,14 @@ call leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,7 +22,7 @@ from typing import Any
 
 from pixme.api import EditRequest, GenerateRequest
 from pixme.config import ModelAlias, Settings
-from pixme.conversation import Session, Turn, earlier_instructions, expiry, lineage, new_id
+from pixme.conversation import Memory, Session, Turn, earlier_instructions, lineage, new_id, session_expiry
 from pixme.errors import Conflict, Forbidden, InvalidRequest, NotFound, NotReady, PixmeError
 from pixme.identity import Caller
 from pixme.layout import avatar_path
@@ -50,11 +53,55 @@ class Answer:
 log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 IDEMPOTENCY_TTL = timedelta(hours=24)
+# A reservation still running after this is a dead request (the generate and
+# edit functions time out after 120 s): a retry takes it over.
+IDEMPOTENCY_STALE = timedelta(minutes=10)
+PACK_FAN_OUT = 3  # model calls of one style pack at once (and never over the in-flight cap)
+_MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+LEGACY_WALK = 200  # turns walked for a turn stored without its memory
 
 
-def _public(result: dict[str, Any]) -> dict[str, Any]:
-    """Drop internal fields (the storage path) from a turn result."""
-    return {k: v for k, v in result.items() if k != "image_path"}
+def fingerprint(kind: str, request: Any) -> str:
+    """The request as canonical JSON (sorted keys, fields at their default
+    left out), hashed: a deploy that adds a defaulted field keeps old
+    fingerprints, so retries across it still replay. `model` is left out:
+    it is derived from the alias the client sent and the deployment."""
+    body = {
+        f.name: getattr(request, f.name)
+        for f in dataclasses.fields(request)
+        if f.name != "model" and getattr(request, f.name) != _default(f)
+    }
+    canonical = json.dumps({"kind": kind, **body}, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _results(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The turn results of an answer: itself, or each success of a pack."""
+    if "results" in body:
+        return [r for r in body["results"] if "image_path" in r or "image_url" in r]
+    return [body]
+
+
+def _public(body: dict[str, Any]) -> dict[str, Any]:
+    """Drop internal fields (the storage path) from an answer."""
+    if "results" in body:
+        return {**body, "results": [_public(r) for r in body["results"]]}
+    return {k: v for k, v in body.items() if k != "image_path"}
+
+
+def _record(body: dict[str, Any]) -> dict[str, Any]:
+    """What an idempotency key keeps: the answer without its (expiring) URLs."""
+    if "results" in body:
+        return {**body, "results": [_record(r) for r in body["results"]]}
+    return {k: v for k, v in body.items() if k != "image_url"}
 
 
 class Avatars:
@@ -79,9 +126,41 @@ class Avatars:
         self.idempotency = idempotency
 
     def generate(self, caller: Caller, req: GenerateRequest, idempotency_key: str | None = None) -> Answer:
-        return self._once(
-            caller, GENERATIONS, idempotency_key, ("generate", req), lambda: self._generate(caller, req)
+        run = (lambda: self._pack(caller, req)) if req.styles else (lambda: self._generate(caller, req))
+        return self._once(caller, GENERATIONS, idempotency_key, ("generate", req), run)
+
+    def _pack(self, caller: Caller, req: GenerateRequest) -> Answer:
+        """A style pack: one session per style, the model calls in parallel
+        (at most PACK_FAN_OUT, never more than the caller's in-flight cap), each
+        style's outcome on its own. Every image is charged like a generate.
+        When no style succeeded, the first style's error is the answer."""
+        fan_out = max(1, min(PACK_FAN_OUT, self.settings.user_max_in_flight, len(req.styles)))
+
+        def one(style: str) -> Answer | PixmeError:
+            try:
+                return self._generate(caller, req.one(style))
+            except PixmeError as err:
+                return err
+
+        with ThreadPoolExecutor(fan_out, thread_name_prefix="pack") as pool:
+            outcomes = list(pool.map(one, req.styles))
+        answers = [o for o in outcomes if isinstance(o, Answer)]
+        if not answers:
+            first = outcomes[0]
+            assert isinstance(first, PixmeError)
+            raise first
+        results: list[dict[str, Any]] = []
+        for style, outcome in zip(req.styles, outcomes, strict=True):
+            if isinstance(outcome, Answer):
+                results.append(outcome.body)
+            else:
+                results.append({"style": style, **outcome.body()})
+        # The headers of the charge that left the least: what the caller has now.
+        headers = min(
+            (a.headers for a in answers), key=lambda h: int(h.get("RateLimit-Remaining", "1000000000"))
         )
+        body = {"results": results, "succeeded": len(answers), "failed": len(outcomes) - len(answers)}
+        return Answer(body, dict(headers))
 
     def edit(self, caller: Caller, req: EditRequest, idempotency_key: str | None = None) -> Answer:
         return self._once(caller, EDITS, idempotency_key, ("edit", req), lambda: self._edit(caller, req))
@@ -98,16 +177,19 @@ class Avatars:
             raise InvalidRequest(
                 "invalid_idempotency_key", "Idempotency-Key must be 8-128 letters, digits, '-' or '_'."
             )
-        fingerprint = hashlib.sha256(repr(request).encode()).hexdigest()
         now = self.clock.now()
-        stored = self.idempotency.begin(owner, key, fingerprint, now, now + IDEMPOTENCY_TTL)
+        stored = self.idempotency.begin(
+            owner, key, fingerprint(*request), now, now + IDEMPOTENCY_TTL, now - IDEMPOTENCY_STALE
+        )
         if stored is not None:
             replay = dict(stored)
-            # URLs expire: sign the stored image again rather than replaying an old URL.
-            path = replay.pop("image_path")
-            replay["image_url"] = self.blobs.signed_url(
-                self.settings.assets_bucket, path, self.settings.url_ttl_s
-            )
+            if "results" in replay:
+                replay["results"] = [dict(r) for r in replay["results"]]
+            # URLs expire: sign the stored images again rather than replaying old URLs.
+            for result in _results(replay):
+                result["image_url"] = self.blobs.signed_url(
+                    self.settings.assets_bucket, result.pop("image_path"), self.settings.url_ttl_s
+                )
             replay["replayed"] = True
             allowance = self.spending.allowance(caller, kind)  # a replay costs nothing
             return Answer(replay, rate_limit_headers(allowance.limit, allowance.remaining, allowance.reset_s))
@@ -116,8 +198,7 @@ class Avatars:
         except BaseException:
             self.idempotency.abandon(owner, key)
             raise
-        record = {k: v for k, v in answer.body.items() if k != "image_url"}
-        self.idempotency.finish(owner, key, record)
+        self.idempotency.finish(owner, key, _record(answer.body))
         return Answer(_public(answer.body), answer.headers)
 
     def _generate(self, caller: Caller, req: GenerateRequest) -> Answer:
@@ -137,15 +218,18 @@ class Avatars:
         style = get_style(req.style)
         # The face-centred crop when ingest made one: the model sees the person, not the room.
         selfie_path = upload.face_path or upload.image_path
-        selfie = ImageRef(self.blobs.read(self.settings.assets_bucket, selfie_path), "image/jpeg")
-        references = tuple(self._head_image(owner, sid) for sid in req.references)
-        messages = generation_messages(style, selfie, req.prompt, req.context, req.caption, references)
+        selfie = self._user_image(selfie_path, "image/jpeg")
+        heads = [self._head_image(owner, sid) for sid in req.references]
+        references = tuple(image for image, _ in heads)
+        messages = generation_messages(
+            style, selfie, req.prompt, req.context, req.caption, references, aspect_ratio=req.aspect_ratio
+        )
         options = RenderOptions(req.aspect_ratio, req.image_size)
         reply, ms, charge = self._call(caller, GENERATIONS, alias.cost, req.model, messages, options)
 
         now = self.clock.now()
         session_id, turn_id = new_id("s_"), new_id("t_")
-        turn = self._store_turn(owner, session_id, turn_id, None, req.prompt, req.model, reply, ms)
+        turn = self._store_turn(owner, session_id, turn_id, None, req.prompt, req.model, reply, ms, Memory())
         session = Session(
             session_id=session_id,
             owner=owner,
@@ -155,11 +239,17 @@ class Avatars:
             selfie_path=selfie_path,
             created_at=now,
             updated_at=now,
-            expires_at=expiry(now, self.settings.retention_days),
+            expires_at=session_expiry(now, self.settings.retention_days, upload.expires_at),
             head_turn=turn_id,
             turn_count=1,
             caption=req.caption,
             cost=alias.cost,
+            prompt=req.prompt,
+            context=req.context,
+            aspect_ratio=req.aspect_ratio,
+            image_size=req.image_size,
+            references=req.references,
+            reference_paths=tuple(path for _, path in heads),
         )
         with self._unless_recorded(turn):
             self.sessions.create(session, turn)
@@ -172,29 +262,34 @@ class Avatars:
             raise Conflict(
                 "stale_head", "The session has moved on; reload it and retry.", head_turn_id=session.head_turn
             )
-        turns = {t.turn_id: t for t in self.sessions.turns(session.session_id)}
+        # Two document reads whatever the session's length: the session (above)
+        # and the turn edited, which carries its lineage's condensed memory.
         base_id = req.from_turn or session.head_turn
-        base = turns.get(base_id)
+        base = self.sessions.turn(session.session_id, base_id)
         if base is None:
             raise NotFound("turn_not_found", "No turn with this id in the session.")
-        path = lineage(turns, base_id)
+        memory = base.memory if base.memory is not None else self._legacy_memory(session.session_id, base)
         bucket = self.settings.assets_bucket
-        selfie = ImageRef(self.blobs.read(bucket, session.selfie_path), "image/jpeg")
+        selfie = self._user_image(session.selfie_path, "image/jpeg")
         current = ImageRef(self.blobs.read(bucket, base.image_path), base.mime_type, base.thought_signature)
         messages = edit_messages(
             get_style(session.style),
             selfie,
             current,
-            earlier_instructions(path),
+            memory,
             req.instruction,
             caption=session.caption,
+            prompt=session.prompt,
+            context=session.context,
+            aspect_ratio=session.aspect_ratio,
+            references=self._references(session),
         )
-        reply, ms, charge = self._call(
-            caller, EDITS, session.cost, session.model, messages, RenderOptions()
-        )
+        options = RenderOptions(session.aspect_ratio, session.image_size)
+        reply, ms, charge = self._call(caller, EDITS, session.cost, session.model, messages, options)
         turn = self._store_turn(
-            owner, session.session_id, new_id("t_"), base_id, req.instruction, session.model, reply, ms
-        )
+            owner, session.session_id, new_id("t_"), base_id, req.instruction, session.model, reply, ms,
+            memory.then(req.instruction),
+        )  # fmt: skip
         with self._unless_recorded(turn):
             session = self.sessions.append(session.session_id, turn, self.clock.now(), req.if_head)
         return Answer(self._result(session, turn), charge_headers(charge))
@@ -216,14 +311,45 @@ class Avatars:
                 log.warning("could not remove %s; the bucket's lifecycle rule will", turn.image_path)
             raise
 
-    def _head_image(self, owner: str, session_id: str) -> ImageRef:
+    def _legacy_memory(self, session_id: str, base: Turn) -> Memory:
+        """The memory of a turn stored before turns carried it: walk its lineage
+        (once per such turn; every turn written since carries its memory)."""
+        found = {base.turn_id: base}
+        parent = base.parent
+        while parent is not None and parent not in found and len(found) < LEGACY_WALK:
+            turn = self.sessions.turn(session_id, parent)
+            if turn is None:
+                break
+            found[parent] = turn
+            parent = turn.parent
+        return Memory.of(earlier_instructions(lineage(found, base.turn_id)))
+
+    def _references(self, session: Session) -> tuple[ImageRef, ...]:
+        """The reference avatars chosen at generation, as plain user images;
+        one deleted since is left out rather than failing the edit."""
+        images: list[ImageRef] = []
+        for path in session.reference_paths:
+            try:
+                images.append(self._user_image(path, _MIME.get(path.rsplit(".", 1)[-1], "image/png")))
+            except NotFound:
+                continue
+        return tuple(images)
+
+    def _user_image(self, path: str, mime_type: str) -> ImageRef:
+        """A user image (selfie, reference avatar) as the model should get it:
+        by gs:// reference where the platform reads the bucket, else inline."""
+        bucket = self.settings.assets_bucket
+        if self.model.by_reference:
+            return ImageRef(b"", mime_type, uri=f"gs://{bucket}/{path}")
+        return ImageRef(self.blobs.read(bucket, path), mime_type)
+
+    def _head_image(self, owner: str, session_id: str) -> tuple[ImageRef, str]:
         session = owned_session(self.sessions, owner, session_id, self.clock.now())
-        head = {t.turn_id: t for t in self.sessions.turns(session_id)}.get(session.head_turn)
+        head = self.sessions.turn(session_id, session.head_turn)
         if head is None:
             raise NotFound("session_not_found", "No session with this id.")
-        data = self.blobs.read(self.settings.assets_bucket, head.image_path)
         # Sent as a plain user image: no signature needed, and none is replayed.
-        return ImageRef(data, head.mime_type)
+        return self._user_image(head.image_path, head.mime_type), head.image_path
 
     def _allowed(self, caller: Caller, alias_name: str | None) -> ModelAlias:
         alias = self.settings.alias(alias_name)
@@ -264,6 +390,7 @@ class Avatars:
         model_id: str,
         reply: ModelReply,
         ms: int,
+        memory: Memory,
     ) -> Turn:
         path = avatar_path(owner, session_id, turn_id, reply.mime_type)
         self.blobs.write(self.settings.assets_bucket, path, reply.image, reply.mime_type)
@@ -275,11 +402,13 @@ class Avatars:
             image_path=path,
             mime_type=reply.mime_type,
             thought_signature=reply.thought_signature,
-            model=model_id,
+            # The model that answered (an alias may list fallbacks: "a|b").
+            model=reply.model_id or model_id,
             model_version=reply.model_version,
             usage=reply.usage,
             ms=ms,
             created_at=self.clock.now(),
+            memory=memory,
         )
 
     def _result(self, session: Session, turn: Turn) -> dict[str, Any]:

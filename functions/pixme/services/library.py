@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+from pixme.api import PageRequest
 from pixme.config import Settings
 from pixme.conversation import Session, Turn
 from pixme.errors import NotFound
@@ -13,6 +15,9 @@ from pixme.removal import remove_session
 from pixme.styles import CATALOG_VERSION, STYLES
 
 MAX_LIST = 50
+# Each signature is an IAM signBlob round trip in the cloud: a page's URLs are
+# signed this many at a time.
+SIGNING_THREADS = 8
 
 
 def owned_session(sessions: SessionStore, owner: str, session_id: str, now: datetime) -> Session:
@@ -43,11 +48,22 @@ class Library:
         self.sessions = sessions
         self.clock = clock
 
-    def session(self, owner: str, session_id: str) -> dict[str, Any]:
+    def session(self, owner: str, session_id: str, page: PageRequest | None = None) -> dict[str, Any]:
+        """The session and one page of its turns (oldest first unless asked);
+        `next_page_token` is null on the last page."""
+        page = page or PageRequest()
         session = owned_session(self.sessions, owner, session_id, self.clock.now())
-        turns = sorted(self.sessions.turns(session_id), key=lambda t: t.created_at)
+        # One more than the page tells whether another page follows.
+        turns = self.sessions.page(session_id, page.limit + 1, page.page_token, page.newest_first)
+        more = len(turns) > page.limit
+        turns = turns[: page.limit]
         body = self._summary(session)
-        body["turns"] = [self._turn(t) for t in turns]
+        if len(turns) > 1:
+            with ThreadPoolExecutor(min(SIGNING_THREADS, len(turns)), thread_name_prefix="sign") as pool:
+                body["turns"] = list(pool.map(self._turn, turns))
+        else:
+            body["turns"] = [self._turn(t) for t in turns]
+        body["next_page_token"] = turns[-1].turn_id if more and turns else None
         return body
 
     def delete(self, owner: str, session_id: str) -> dict[str, Any]:
@@ -69,6 +85,10 @@ class Library:
             "upload_id": s.upload_id,
             "head_turn_id": s.head_turn,
             "turn_count": s.turn_count,
+            "caption": s.caption,
+            "prompt": s.prompt,
+            "aspect_ratio": s.aspect_ratio,
+            "image_size": s.image_size,
             "created_at": s.created_at.isoformat(),
             "updated_at": s.updated_at.isoformat(),
             "expires_at": s.expires_at.isoformat(),
