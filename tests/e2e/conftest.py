@@ -1,7 +1,11 @@
-"""The whole local stack, started once for the end-to-end tests.
+"""The whole local stack for the end-to-end tests, started once per model mode:
+the suite runs against the offline renderer in Vertex AI mode (as production
+calls Vertex AI: images by gs:// reference, a bearer token) and again in
+Developer API mode (an API key, every image inline).
 
-It calls the offline renderer in Vertex AI mode, as production calls Vertex
-AI; test_model_modes.py runs the model paths again in Developer API mode.
+pytest runs every test of one mode before it starts the other's stack, in
+file order, so test_storage_audit.py (last by name) audits each stack after
+everything else ran against it.
 """
 
 from __future__ import annotations
@@ -31,14 +35,9 @@ def offline_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in MODEL_BACKEND_VARS}
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+@pytest.fixture(scope="session", params=["vertex", "developer"])
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     with Stack(
-        env_overrides={"PIXME_MODELS": MODELS}, caller_env=offline_env(), model_mode="vertex"
+        env_overrides={"PIXME_MODELS": MODELS}, caller_env=offline_env(), model_mode=request.param
     ) as running:
         yield running
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The storage audit runs after every other test, so it audits what they all left."""
-    items.sort(key=lambda item: item.module.__name__.endswith("test_storage_audit") if item.module else False)

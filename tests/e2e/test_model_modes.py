@@ -1,19 +1,17 @@
 """The model paths through the functions in both of google-genai's modes.
 
-The session stack (conftest.py) calls the renderer in Vertex AI mode; a second,
-smaller stack here calls it through the Developer API. The same generate, edit
-and outcome cases run against each, so neither mode is left untested.
+The session stack (conftest.py) runs once per mode: these checks of the wiring,
+generate, edit, fallbacks and outcomes run against each, and the wiring of
+caller-supplied servers is checked without starting anything.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import MODELS, offline_env
 from test_flow import SELFIE, App
 
 from local.stack import Stack
@@ -22,22 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def developer_stack() -> Iterator[Stack]:
-    with Stack(
-        targets=["on_upload", "uploads", "generate", "edit", "sessions"],
-        env_overrides={"PIXME_MODELS": MODELS},
-        caller_env=offline_env(),
-        model_mode="developer",
-        log_dir=ROOT / "out" / "stack" / "test-developer",
-        quiet=True,
-    ) as running:
-        yield running
-
-
-@pytest.fixture(scope="module", params=["vertex", "developer"])
-def user(request: pytest.FixtureRequest) -> App:
-    stack: Stack = request.getfixturevalue("stack" if request.param == "vertex" else "developer_stack")
-    assert stack.model_mode == request.param
+def user(stack: Stack) -> App:
     app = App(stack, f"mode{uuid.uuid4().hex[:8]}")
     app.upload_named(SELFIE.read_bytes(), "me")
     assert app.wait_named("me")["status"] == "ready"
