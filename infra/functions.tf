@@ -7,9 +7,11 @@ resource "google_cloudfunctions2_function" "fn" {
   labels      = { component = replace(each.key, "_", "-") }
 
   build_config {
-    runtime         = "python312"
-    entry_point     = each.value.entry_point
-    service_account = var.build_service_account
+    runtime     = "python312"
+    entry_point = each.value.entry_point
+    # Built as the dedicated pixme-build account (iam.tf), which holds only
+    # what a build needs; its full name, projects/P/serviceAccounts/EMAIL.
+    service_account = google_service_account.sa["build"].id
 
     source {
       storage_source {
@@ -64,11 +66,19 @@ resource "google_cloudfunctions2_function" "fn" {
     }
   }
 
+  # Everything a first apply must have in place before the build and the
+  # trigger: the APIs, every grant (including the build account's, the Cloud
+  # Storage agent's pubsub.publisher and the Eventarc agent's role), and the
+  # Eventarc and Pub/Sub service agents themselves (iam.tf).
   depends_on = [
     google_project_service.apis,
     google_project_iam_member.project,
     google_storage_bucket_iam_member.buckets,
+    google_storage_bucket_iam_member.build_reads_source,
     google_service_account_iam_member.signs_as_itself,
+    google_service_account_iam_member.pubsub_agent_signs_as_trigger,
+    google_project_service_identity.eventarc,
+    google_project_service_identity.pubsub,
   ]
 }
 

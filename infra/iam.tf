@@ -12,6 +12,11 @@ locals {
     cleanup   = "Pix Me cleanup (cleanup runtime)"
     trigger   = "Pix Me Eventarc trigger (delivers upload events)"
     scheduler = "Pix Me scheduler (calls cleanup)"
+    # Cloud Build builds each function's container as this account
+    # (functions.tf build_config), not the project's default build account:
+    # projects made since mid-2024 give that default no rights to build, and
+    # where it has them they are far wider (project editor on old projects).
+    build = "Pix Me build (Cloud Build builds the functions)"
   }
 
   # Object roles, granted on one bucket each, never on the project:
@@ -86,8 +91,20 @@ locals {
     sessions_datastore = { role = "roles/datastore.user", member = "serviceAccount:${google_service_account.sa["sessions"].email}" }
     # Every upload, session, turn, idempotency and usage document of the caller (read, delete).
     account_datastore = { role = "roles/datastore.user", member = "serviceAccount:${google_service_account.sa["account"].email}" }
-    # Gemini through Vertex AI.
-    api_vertex = { role = "roles/aiplatform.user", member = "serviceAccount:${google_service_account.sa["api"].email}" }
+    # Gemini through Vertex AI: generateContent only (custom role below), not
+    # aiplatform.user, which also creates and deletes endpoints, datasets,
+    # jobs and models. Only generate and edit (the api identity) call it.
+    api_vertex = { role = google_project_iam_custom_role.model_caller.name, member = "serviceAccount:${google_service_account.sa["api"].email}" }
+    # The functions' build (Cloud Build as pixme-build): write its logs, and
+    # push the image to the gcf-artifacts repository, which Cloud Functions
+    # creates itself at the first deploy, so it cannot be granted on the
+    # repository beforehand. Reading the source is granted on its bucket only.
+    build_writes_logs   = { role = "roles/logging.logWriter", member = "serviceAccount:${google_service_account.sa["build"].email}" }
+    build_pushes_images = { role = "roles/artifactregistry.writer", member = "serviceAccount:${google_service_account.sa["build"].email}" }
+    # Eventarc's service agent runs the trigger (its Pub/Sub subscription and
+    # topic); the agent is created explicitly below, its role granted here
+    # so a fresh project's first apply does not race the agent's first use.
+    eventarc_agent = { role = "roles/eventarc.serviceAgent", member = "serviceAccount:${google_project_service_identity.eventarc.email}" }
     # Eventarc triggers need their service account to receive events.
     trigger_receives_events = { role = "roles/eventarc.eventReceiver", member = "serviceAccount:${google_service_account.sa["trigger"].email}" }
     # Cloud Storage publishes object events through Pub/Sub as its service agent.
@@ -135,6 +152,19 @@ resource "google_project_iam_custom_role" "object_deleter" {
   depends_on = [google_project_service.apis]
 }
 
+# Calling Gemini on Vertex AI: generateContent (and streamGenerateContent)
+# on publishers/google/models/* checks aiplatform.endpoints.predict, the one
+# permission Google's generative AI access-control page lists for "make
+# prompt requests". Granted only to the api identity (generate, edit).
+resource "google_project_iam_custom_role" "model_caller" {
+  role_id     = "${replace(var.name_prefix, "-", "_")}_modelCaller"
+  title       = "Pix Me model caller"
+  description = "Sends prompt requests (generateContent) to Vertex AI models, nothing else. Granted to the Pix Me API identity only."
+  permissions = ["aiplatform.endpoints.predict"]
+
+  depends_on = [google_project_service.apis]
+}
+
 # Defined in the project, granted only on single buckets, above.
 resource "google_project_iam_custom_role" "object_lister" {
   role_id     = "${replace(var.name_prefix, "-", "_")}_objectLister"
@@ -178,4 +208,43 @@ resource "google_storage_bucket_iam_member" "vertex_reads_assets" {
   bucket = google_storage_bucket.assets.name
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_project_service_identity.aiplatform.email}"
+}
+
+# The build reads the zipped source it builds from, on the source bucket only
+# (no project-level storage role).
+resource "google_storage_bucket_iam_member" "build_reads_source" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.sa["build"].email}"
+}
+
+# The first apply on a fresh project used to fail until a second one: the
+# Eventarc and Pub/Sub service agents only appear when those services first
+# act, and the trigger cannot be created before they exist and hold their
+# roles. Creating them here, and making on_upload's trigger depend on them
+# and on their grants (functions.tf), lets one apply do it all.
+resource "google_project_service_identity" "eventarc" {
+  provider = google-beta
+  project  = var.project_id
+  service  = "eventarc.googleapis.com"
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_project_service_identity" "pubsub" {
+  provider = google-beta
+  project  = var.project_id
+  service  = "pubsub.googleapis.com"
+
+  depends_on = [google_project_service.apis]
+}
+
+# Eventarc delivers through an authenticated Pub/Sub push subscription whose
+# OIDC token is minted for the trigger account by the Pub/Sub service agent.
+# Projects whose agent predates April 2021 lack that right; it is granted
+# here on the trigger account only, never on the project.
+resource "google_service_account_iam_member" "pubsub_agent_signs_as_trigger" {
+  service_account_id = google_service_account.sa["trigger"].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_project_service_identity.pubsub.email}"
 }

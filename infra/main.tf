@@ -144,14 +144,23 @@ locals {
       PIXME_DAILY_UPLOADS       = tostring(var.app.daily_uploads)
       PIXME_MAX_PENDING_UPLOADS = tostring(var.app.max_pending_uploads)
     }
+    # The largest upload: uploads signs no PUT URL for more, on_upload
+    # refuses more. Both must read the same number, so it is set here once.
+    upload_size = {
+      PIXME_MAX_UPLOAD_BYTES = tostring(var.app.max_upload_bytes)
+    }
+    # The longest prompt (generate) or instruction (edit) accepted.
+    prompts = {
+      PIXME_MAX_TEXT_CHARS = tostring(var.app.max_text_chars)
+    }
   }
 
   function_env_groups = {
-    on_upload = []
-    generate  = ["caller", "quotas", "budget"]
-    edit      = ["caller", "quotas", "budget"]
+    on_upload = ["upload_size"]
+    generate  = ["caller", "quotas", "budget", "prompts"]
+    edit      = ["caller", "quotas", "budget", "prompts"]
     sessions  = ["caller"]
-    uploads   = ["caller", "upload_limits"]
+    uploads   = ["caller", "upload_limits", "upload_size"]
     account   = ["caller", "quotas", "upload_limits"]
     cleanup   = []
   }
@@ -166,6 +175,10 @@ locals {
       PIXME_REJECTED_ORIGINALS = "delete"
       PIXME_FACE_MIN_SCORE     = tostring(var.app.face_min_score)
       PIXME_SECOND_FACE_RATIO  = tostring(var.app.second_face_ratio)
+      # Decoding limits: pixels before decoding (a decompression bomb is
+      # refused unread), and the longest side of the normalized selfie.
+      PIXME_MAX_UPLOAD_PIXELS = tostring(var.app.max_upload_pixels)
+      PIXME_MAX_SIDE          = tostring(var.app.max_side)
     }
     generate = { PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["api"].email }
     edit     = { PIXME_SIGNING_SERVICE_ACCOUNT = google_service_account.sa["api"].email }

@@ -93,6 +93,10 @@ data "archive_file" "functions" {
   type        = "zip"
   source_dir  = "${path.module}/../functions"
   output_path = "${path.module}/.build/functions-source.zip"
+  # Every entry gets the same mode, whatever the umask of the checkout:
+  # otherwise the same code zips to a different MD5 on another machine (or
+  # Cloud Build), which renames the object and redeploys all functions.
+  output_file_mode = "0644"
   excludes = [
     "__pycache__",
     "**/__pycache__",

@@ -14,7 +14,10 @@ variable "region" {
   default     = "europe-west1"
 
   validation {
-    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    # Region numbers go past 9 (europe-west10, europe-west12) and start at 1
+    # (us-east5, me-central2): one or more digits, no leading zero. Zones
+    # (europe-west1-b) and multi-regions (eu, nam4 is not a region) stay out.
+    condition     = can(regex("^[a-z]+-[a-z]+[1-9][0-9]*$", var.region))
     error_message = "region must be a single region such as europe-west1; a multi-region bucket would need a different trigger region."
   }
 }
@@ -87,6 +90,14 @@ variable "app" {
     # enforce: refuse requests without a valid token).
     anonymous = optional(string, "allow")
     app_check = optional(string, "off")
+    # Ingest and prompt limits (functions/pixme/config.py Settings): the
+    # largest upload in bytes (on_upload refuses it, uploads signs no URL
+    # for more), its pixel count and the longest side it is normalized to
+    # (on_upload), and the longest prompt or edit instruction (generate, edit).
+    max_upload_bytes  = optional(number, 41943040)
+    max_upload_pixels = optional(number, 50000000)
+    max_side          = optional(number, 1536)
+    max_text_chars    = optional(number, 500)
   })
   default = {}
 
@@ -99,11 +110,14 @@ variable "app" {
     # Each entry: alias=model-id, then optionally ;cost=N (N >= 1, what one
     # image counts against quotas and budget) and ;requires=claim:value (a
     # custom claim the caller's token must carry), as config.py parses them.
+    # A model id may be followed by |fallback-id entries (tried in order when
+    # the first is unavailable): the default and deploy.tfvars use one, so
+    # without them the default itself would fail this check.
     condition = var.app.models == "" ? true : alltrue([
       for entry in split(",", var.app.models) :
-      can(regex("^[a-z0-9_-]+=[A-Za-z0-9._-]+(;cost=[1-9][0-9]*|;requires=[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+)*$", entry))
+      can(regex("^[a-z0-9_-]+=[A-Za-z0-9._-]+(\\|[A-Za-z0-9._-]+)*(;cost=[1-9][0-9]*|;requires=[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+)*$", entry))
     ])
-    error_message = "app.models must be a comma-separated allowlist of alias=model-id entries, each optionally followed by ;cost=N and ;requires=claim:value, e.g. flash=gemini-3.1-flash-image,pro=gemini-3-pro-image;cost=4;requires=plan:pro."
+    error_message = "app.models must be a comma-separated allowlist of alias=model-id entries (model-id optionally followed by |fallback-id), each optionally followed by ;cost=N and ;requires=claim:value, e.g. flash=gemini-3.1-flash-image,pro=gemini-3-pro-image;cost=4;requires=plan:pro."
   }
 
   validation {
@@ -199,6 +213,29 @@ variable "app" {
   }
 
   validation {
+    # A phone photo is a few MiB; on_upload decodes it in its 1Gi of memory.
+    condition     = floor(var.app.max_upload_bytes) == var.app.max_upload_bytes && var.app.max_upload_bytes >= 1024 && var.app.max_upload_bytes <= 104857600
+    error_message = "app.max_upload_bytes must be a whole number of bytes between 1024 and 104857600 (100 MiB)."
+  }
+
+  validation {
+    # config.py refuses more than Pillow's decompression-bomb limit (PIXEL_CEILING).
+    condition     = floor(var.app.max_upload_pixels) == var.app.max_upload_pixels && var.app.max_upload_pixels >= 1 && var.app.max_upload_pixels <= 100000000
+    error_message = "app.max_upload_pixels must be a whole number between 1 and 100000000 (Pillow's decompression-bomb limit)."
+  }
+
+  validation {
+    # config.py refuses a side below 256: the face detector and crop need it.
+    condition     = floor(var.app.max_side) == var.app.max_side && var.app.max_side >= 256 && var.app.max_side <= 8192
+    error_message = "app.max_side must be a whole number of pixels between 256 and 8192."
+  }
+
+  validation {
+    condition     = floor(var.app.max_text_chars) == var.app.max_text_chars && var.app.max_text_chars >= 1 && var.app.max_text_chars <= 10000
+    error_message = "app.max_text_chars must be a whole number of characters between 1 and 10000."
+  }
+
+  validation {
     condition     = contains(["allow", "deny"], var.app.anonymous)
     error_message = "app.anonymous must be allow or deny."
   }
@@ -260,17 +297,6 @@ variable "functions" {
   validation {
     condition     = alltrue([for f in values(var.functions) : f.concurrency == null ? true : f.concurrency >= 1 && f.concurrency <= 80])
     error_message = "functions[*].concurrency must be between 1 and 80."
-  }
-}
-
-variable "build_service_account" {
-  description = "Service account that Cloud Build uses to build the functions, as projects/PROJECT/serviceAccounts/EMAIL. Null keeps the project's default build service account."
-  type        = string
-  default     = null
-
-  validation {
-    condition     = var.build_service_account == null ? true : can(regex("^projects/[^/]+/serviceAccounts/[^/]+@[^/]+$", var.build_service_account))
-    error_message = "build_service_account must be a full name: projects/PROJECT/serviceAccounts/EMAIL."
   }
 }
 

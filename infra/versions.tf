@@ -1,20 +1,26 @@
 terraform {
   required_version = ">= 1.6"
 
+  # Exact versions, not ranges: every plan (yours, Cloud Build's) runs the
+  # same provider code until someone bumps these on purpose; a range lets a
+  # fresh checkout or a new CI image pick up a new release silently. The
+  # .terraform.lock.hcl written by the first terraform init records their
+  # checksums and is committed (README, Apply).
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = "~> 7.0"
+      version = "= 7.31.0"
     }
-    # Only for google_firebase_storage_bucket (rules.tf), which is beta-only.
+    # google_firebase_storage_bucket (rules.tf) and google_project_service_identity
+    # (iam.tf) are beta-only. Kept at the same release as google.
     google-beta = {
       source  = "hashicorp/google-beta"
-      version = "~> 7.0"
+      version = "= 7.31.0"
     }
     archive = {
       source = "hashicorp/archive"
-      # 2.5 added glob patterns to archive_file excludes.
-      version = "~> 2.5"
+      # 2.5 added glob patterns to archive_file excludes; output_file_mode is older (2.2).
+      version = "= 2.7.1"
     }
   }
 

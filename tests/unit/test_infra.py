@@ -88,6 +88,7 @@ CUSTOM_ROLES = {"object_deleter": {DELETE}, "object_lister": {LIST}}
 # The functions that verify Firebase ID tokens, and the runtime accounts that sign URLs.
 TOKEN_CHECKING = {"generate", "edit", "sessions", "uploads", "account"}
 SIGNERS = {"api", "sessions", "uploads", "account"}
+MODEL_CALLER = "${google_project_iam_custom_role.model_caller.name}"
 
 
 # --- reading HCL -----------------------------------------------------------
@@ -425,8 +426,9 @@ def test_storage_roles_are_bucket_scoped_object_roles(tf: Config) -> None:
         "uploads": "${google_storage_bucket.uploads.name}",
         "assets": "${google_storage_bucket.assets.name}",
     }
-    # The custom roles delete or list objects, each doing nothing else.
-    assert tf.resources("google_project_iam_custom_role").keys() == CUSTOM_ROLES.keys()
+    # The custom roles delete or list objects, each doing nothing else
+    # (model_caller is for Vertex AI, granted on the project: see its own test).
+    assert tf.resources("google_project_iam_custom_role").keys() == CUSTOM_ROLES.keys() | {"model_caller"}
     for name, permissions in CUSTOM_ROLES.items():
         assert role_permissions(tf, f"${{local.{name}}}") == permissions, name
 
@@ -439,7 +441,9 @@ def test_no_one_but_our_runtime_accounts_has_bucket_access(tf: Config) -> None:
     # The app uses signed URLs only: no grant to users, groups, allUsers or
     # Firebase principals, and no authoritative bucket policy that could add one.
     assert not tf.resource_types() & {"google_storage_bucket_iam_binding", "google_storage_bucket_iam_policy"}
-    assert tf.resources("google_storage_bucket_iam_member").keys() == {"buckets", "vertex_reads_assets"}
+    assert tf.resources("google_storage_bucket_iam_member").keys() == {
+        "buckets", "vertex_reads_assets", "build_reads_source",
+    }  # fmt: skip
     # Besides our runtimes, only Vertex AI's service agent, reading the assets
     # it is sent by gs:// reference.
     vertex = tf.resource("google_storage_bucket_iam_member", "vertex_reads_assets")
@@ -463,6 +467,10 @@ def test_on_upload_reads_and_deletes_in_the_uploads_bucket_but_never_writes(tf: 
 def test_signers_sign_only_as_themselves(tf: Config, specs: dict[str, Any]) -> None:
     grants = tf.resources("google_service_account_iam_member")
     creators = {name: g for name, g in grants.items() if g["role"] == TOKEN_CREATOR}
+    # The Pub/Sub agent mints the trigger's push tokens (test_first_apply_...).
+    assert creators.pop("pubsub_agent_signs_as_trigger")["service_account_id"] == (
+        '${google_service_account.sa["trigger"].name}'
+    )
     assert creators == {
         "signs_as_itself": {
             "for_each": "${local.signing_identities}",
@@ -505,10 +513,10 @@ def test_runtime_identities_are_separate(tf: Config, specs: dict[str, Any]) -> N
         "cleanup": "cleanup",
     }
     runtimes = {"ingest", "api", "sessions", "uploads", "account", "cleanup"}
-    assert set(tf.locals["service_accounts"]) == runtimes | {"trigger", "scheduler"}
+    assert set(tf.locals["service_accounts"]) == runtimes | {"trigger", "scheduler", "build"}
     service = block(tf.resource("google_cloudfunctions2_function", "fn"), "service_config")
     assert service["service_account_email"] == "${google_service_account.sa[each.value.identity].email}"
-    vertex = [e for e in tf.locals["project_roles"].values() if e["role"] == "roles/aiplatform.user"]
+    vertex = [e for e in tf.locals["project_roles"].values() if e["role"] == MODEL_CALLER]
     assert [e["member"] for e in vertex] == ['serviceAccount:${google_service_account.sa["api"].email}']
 
 
@@ -623,14 +631,17 @@ SCOPED_SETTINGS: dict[str, tuple[set[str], str]] = {
     "PIXME_ANONYMOUS": (TOKEN_CHECKING, "${var.app.anonymous}"),
     "PIXME_APP_CHECK": (TOKEN_CHECKING, "${var.app.app_check}"),
     "PIXME_PROJECT_NUMBER": (TOKEN_CHECKING, "${data.google_project.this.number}"),
+    # Ingest and prompt limits: on_upload and uploads must agree on the size.
+    "PIXME_MAX_UPLOAD_BYTES": ({"on_upload", "uploads"}, "${tostring(var.app.max_upload_bytes)}"),
+    "PIXME_MAX_UPLOAD_PIXELS": ({"on_upload"}, "${tostring(var.app.max_upload_pixels)}"),
+    "PIXME_MAX_SIDE": ({"on_upload"}, "${tostring(var.app.max_side)}"),
+    "PIXME_MAX_TEXT_CHARS": ({"generate", "edit"}, "${tostring(var.app.max_text_chars)}"),
 }
 # Read by the code, deliberately left to its defaults (or, for the signer,
 # set per function and checked by test_signers_sign_only_as_themselves).
 LEFT_TO_THE_CODE = {
-    "PIXME_MAX_UPLOAD_BYTES",
-    "PIXME_MAX_UPLOAD_PIXELS",
-    "PIXME_MAX_SIDE",
-    "PIXME_MAX_TEXT_CHARS",
+    # Empty: ID tokens are for the GCP project, which is the Firebase project here.
+    "PIXME_FIREBASE_PROJECT",
     "PIXME_AUTH_CERTS_URL",
     "PIXME_APP_CHECK_JWKS_URL",
     "PIXME_SIGNING_KEY_FILE",
@@ -716,12 +727,13 @@ def terraform_binary() -> str:
     return terraform
 
 
-def plan_variables(tmp_path: Path, app: str) -> subprocess.CompletedProcess[str]:
+def plan_variables(tmp_path: Path, app: str = "{}", **variables: str) -> subprocess.CompletedProcess[str]:
     """`terraform plan` of variables.tf alone: runs its validations offline."""
     shutil.copy(INFRA / "variables.tf", tmp_path / "variables.tf")
+    extra = [arg for name, value in variables.items() for arg in ("-var", f"{name}={value}")]
     return subprocess.run(
         [terraform_binary(), "plan", "-input=false", "-no-color", "-var", "project_id=my-pixme-project",
-         "-var", f"app={app}"],
+         "-var", f"app={app}", *extra],
         cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120,
         env={"PATH": "/usr/bin:/bin", "TF_CLI_CONFIG_FILE": "/dev/null", "TF_IN_AUTOMATION": "1",
              "HOME": str(tmp_path)},
@@ -958,3 +970,146 @@ def test_terraform_files_are_formatted() -> None:
         check=False,
     )
     assert result.returncode == 0, f"not formatted (run terraform fmt -recursive infra):\n{result.stdout}"
+
+
+# --- region, reproducible source, pinned providers ---------------------------
+
+
+@pytest.mark.parametrize(
+    "region", ["europe-west1", "europe-west10", "us-east5", "me-central2", "northamerica-northeast1"]
+)
+def test_region_validation_accepts_real_regions(tmp_path: Path, region: str) -> None:
+    result = plan_variables(tmp_path, region=region)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "region",
+    ["europe-west", "europe-west0", "europe-west01", "europe-west1-b", "eu", "EUROPE-WEST1", "europe west1"],
+)
+def test_region_validation_refuses_junk(tmp_path: Path, region: str) -> None:
+    result = plan_variables(tmp_path, region=region)
+    assert result.returncode != 0
+    assert "region must be a single region" in " ".join((result.stdout + result.stderr).split())
+
+
+def test_source_archive_does_not_depend_on_the_umask(tf: Config) -> None:
+    # Same code, same MD5, same object name on every machine: no redeploy
+    # because a checkout had other file modes.
+    archive = tf.data("archive_file")["functions"]
+    assert archive["output_file_mode"] == "0644"
+
+
+def test_providers_are_pinned_exactly() -> None:
+    with (INFRA / "versions.tf").open() as f:
+        providers = unquote(hcl2.load(f))["terraform"][0]["required_providers"][0]
+    assert set(providers) == {"google", "google-beta", "archive"}
+    versions = {name: p["version"] for name, p in providers.items()}
+    for name, version in versions.items():
+        assert re.fullmatch(r"= \d+\.\d+\.\d+", version), f"{name}: {version} is not an exact version"
+    assert versions["google"].startswith("= 7.") and versions["google-beta"] == versions["google"]
+    assert "terraform.lock.hcl" in (INFRA / "README.md").read_text()
+
+
+# --- first apply on a fresh project ---------------------------------------
+
+
+def test_functions_are_built_by_a_dedicated_narrow_account(tf: Config) -> None:
+    assert "build" in tf.locals["service_accounts"]
+    build = block(tf.resource("google_cloudfunctions2_function", "fn"), "build_config")
+    assert build["service_account"] == '${google_service_account.sa["build"].id}'
+    assert "build_service_account" not in tf.variables
+    assert sorted(project_roles_of(tf, "build")) == [
+        "roles/artifactregistry.writer",
+        "roles/logging.logWriter",
+    ]
+    source = tf.resource("google_storage_bucket_iam_member", "build_reads_source")
+    assert source == {
+        "bucket": "${google_storage_bucket.source.name}",
+        "role": "roles/storage.objectViewer",
+        "member": sa_member("build"),
+    }
+    # Runtime identities never build; the build account never runs anything.
+    assert "build" not in {s["identity"] for s in tf.locals["function_specs"].values()}
+
+
+def test_first_apply_creates_the_service_agents_the_trigger_needs(tf: Config) -> None:
+    agents = tf.resources("google_project_service_identity")
+    assert {name: a["service"] for name, a in agents.items()} == {
+        "aiplatform": "aiplatform.googleapis.com",
+        "eventarc": "eventarc.googleapis.com",
+        "pubsub": "pubsub.googleapis.com",
+    }
+    assert all(a["provider"] == "google-beta" for a in agents.values())
+    roles = {e["role"]: e["member"] for e in tf.locals["project_roles"].values()}
+    assert (
+        roles["roles/eventarc.serviceAgent"]
+        == "serviceAccount:${google_project_service_identity.eventarc.email}"
+    )
+    # The Cloud Storage agent publishes the object events (the data source creates it).
+    assert roles["roles/pubsub.publisher"] == (
+        "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+    )
+    push = tf.resource("google_service_account_iam_member", "pubsub_agent_signs_as_trigger")
+    assert push["member"] == "serviceAccount:${google_project_service_identity.pubsub.email}"
+    assert push["service_account_id"] == '${google_service_account.sa["trigger"].name}'
+    # The functions (and so the trigger) wait for all of it.
+    depends = set(tf.resource("google_cloudfunctions2_function", "fn")["depends_on"])
+    assert depends >= {
+        "${google_project_iam_member.project}",
+        "${google_storage_bucket_iam_member.build_reads_source}",
+        "${google_service_account_iam_member.pubsub_agent_signs_as_trigger}",
+        "${google_project_service_identity.eventarc}",
+        "${google_project_service_identity.pubsub}",
+    }
+    assert "apply again" not in (INFRA / "README.md").read_text().split("## Budget kill switch")[0]
+
+
+# --- Vertex AI --------------------------------------------------------------
+
+
+def test_only_generate_and_edit_may_call_the_model_and_only_predict(
+    tf: Config, specs: dict[str, Any]
+) -> None:
+    role = tf.resource("google_project_iam_custom_role", "model_caller")
+    assert role["permissions"] == ["aiplatform.endpoints.predict"]
+    roles = {m for s in strings(tf.blocks) for m in re.findall(r"roles/aiplatform[A-Za-z.]*", s)}
+    assert not roles, f"predefined Vertex AI roles granted: {roles}"
+    callers = [e["member"] for e in tf.locals["project_roles"].values() if e["role"] == MODEL_CALLER]
+    assert callers == [sa_member("api")]
+    assert {name for name, s in specs.items() if s["identity"] == "api"} == {"generate", "edit"}
+
+
+# --- ingest limits ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        ("{max_upload_pixels=100000001}", "app.max_upload_pixels"),
+        ("{max_upload_pixels=0}", "app.max_upload_pixels"),
+        ("{max_side=255}", "app.max_side"),
+        ("{max_upload_bytes=0}", "app.max_upload_bytes"),
+        ("{max_upload_bytes=1.5}", "app.max_upload_bytes"),
+        ("{max_text_chars=0}", "app.max_text_chars"),
+    ],
+)
+def test_ingest_limit_validation_refuses_what_the_code_would(tmp_path: Path, app: str, message: str) -> None:
+    result = plan_variables(tmp_path, app)
+    assert result.returncode != 0
+    assert message in " ".join((result.stdout + result.stderr).split()), result.stdout + result.stderr
+
+
+def test_ingest_limits_accept_their_bounds(tmp_path: Path) -> None:
+    result = plan_variables(tmp_path, "{max_upload_pixels=100000000, max_side=256, max_text_chars=1}")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_models_with_fallbacks_pass_validation(tmp_path: Path) -> None:
+    # The default (and deploy.tfvars) name a fallback model after "|".
+    with (INFRA / "deploy.tfvars").open() as f:
+        deployed = unquote(hcl2.load(f))["app"]["models"]
+    assert "|" in deployed
+    result = plan_variables(tmp_path, f'{{models="{deployed}"}}')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert plan_variables(tmp_path, '{models="flash=a||b"}').returncode != 0
