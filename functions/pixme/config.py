@@ -22,6 +22,7 @@ _TRUE = ("1", "true", "yes")
 
 ENV_VARS: tuple[str, ...] = (
     "GOOGLE_CLOUD_PROJECT",
+    "PIXME_FIREBASE_PROJECT",
     "PIXME_UPLOADS_BUCKET",
     "PIXME_ASSETS_BUCKET",
     "PIXME_MODEL",
@@ -222,6 +223,9 @@ class Settings:
     gemini_base_url: str = ""
     vertex_base_url: str = ""
     api_key: str = field(default="", repr=False)
+    # The Firebase project whose ID tokens are accepted (their audience and
+    # issuer suffix); empty: the GCP project.
+    firebase_project: str = ""
 
     def __post_init__(self) -> None:
         # Settings made in code (tests) may give only `models`: each alias costs 1.
@@ -257,8 +261,13 @@ class Settings:
         return None
 
     @property
+    def token_audience(self) -> str:
+        """The Firebase project ID tokens must be issued for."""
+        return self.firebase_project or self.project
+
+    @property
     def issuer(self) -> str:
-        return f"https://securetoken.google.com/{self.project}"
+        return f"https://securetoken.google.com/{self.token_audience}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -329,4 +338,5 @@ class Settings:
             vertex_base_url=env.get("GOOGLE_VERTEX_BASE_URL", "").strip(),
             # GOOGLE_API_KEY wins when both are set, as in the SDK.
             api_key=(env.get("GOOGLE_API_KEY", "").strip() or env.get("GEMINI_API_KEY", "").strip()),
+            firebase_project=env.get("PIXME_FIREBASE_PROJECT", "").strip(),
         )

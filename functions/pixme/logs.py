@@ -6,13 +6,40 @@ request links to the same trace in the console.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
 from contextvars import ContextVar
+from typing import Any
 
 trace_var: ContextVar[str | None] = ContextVar("trace", default=None)
+# The verified caller of the request being served, for error reports (hashed).
+uid_var: ContextVar[str | None] = ContextVar("uid", default=None)
 _configured = False
+# A jsonPayload with this @type is captured by Cloud Error Reporting even
+# without a stack trace (the message is then the error's text).
+REPORTED_ERROR_EVENT = "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
+
+
+def uid_hash(uid: str) -> str:
+    """What logs say about a user: the first 16 hex digits of sha256(uid), never the uid."""
+    return hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def error_report(method: str, path: str, status: int, code: str | None = None) -> dict[str, Any]:
+    """`extra=` fields that make a log line an Error Reporting event for one request:
+    the @type, `context.httpRequest`, and `code` / `uid_hash` where known."""
+    extra: dict[str, Any] = {
+        "@type": REPORTED_ERROR_EVENT,
+        "context": {"httpRequest": {"method": method, "url": path, "responseStatusCode": status}},
+    }
+    if code is not None:
+        extra["code"] = code
+    uid = uid_var.get()
+    if uid is not None:
+        extra["uid_hash"] = uid_hash(uid)
+    return extra
 
 
 # The attributes every LogRecord has; anything else came with `extra=`.
@@ -25,7 +52,7 @@ class JsonFormatter(logging.Formatter):
         self.project = project
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "severity": record.levelname,
             "message": record.getMessage(),
             "logger": record.name,
@@ -39,9 +66,20 @@ class JsonFormatter(logging.Formatter):
         # jsonPayload fields that log-based metrics and alerts can filter on.
         for name, value in record.__dict__.items():
             if name not in _STANDARD and not name.startswith("_") and name not in entry:
-                plain = isinstance(value, str | int | float | bool) or value is None
-                entry[name] = value if plain else str(value)
+                entry[name] = _plain(value)
         return json.dumps(entry)
+
+
+def _plain(value: object) -> object:
+    """A JSON value: scalars as they are, dicts and lists of them kept as
+    structure (e.g. an error report's `context`), anything else as its str."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value)
 
 
 def setup(project: str, fmt: str) -> None:

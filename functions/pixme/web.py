@@ -63,6 +63,7 @@ def caller(request: Request) -> Caller:
     # away before its ID token is even looked at.
     wiring.app_check().check(request.headers.get("X-Firebase-AppCheck"))
     who = wiring.verifier().verify(token.strip())
+    logs.uid_var.set(who.uid)  # for error reports of this request (hashed)
     if who.anonymous and wiring.settings().anonymous == "deny":
         raise Forbidden(
             "anonymous_not_allowed", "Sign in with an account to use Pix Me! (guest access is off)."
@@ -172,6 +173,7 @@ def serve(
 ) -> Response:
     """Run `action` for an allowed method and turn its outcome into a response."""
     token = logs.trace_var.set(logs.trace_from_headers(request.headers))
+    uid_token = logs.uid_var.set(None)
     try:
         wiring.settings()  # fail fast, as a clean 500, if the deployment is misconfigured
         if request.method not in methods:
@@ -183,12 +185,22 @@ def serve(
         status, body, *headers = action()
         return _json(status, body, headers[0] if headers else None)
     except PixmeError as err:
-        level = logging.ERROR if err.status >= 500 else logging.INFO
-        log.log(level, "%s %s -> %s %s: %s", request.method, request.path, err.status, err.code, err.message)
+        line = ("%s %s -> %s %s: %s", request.method, request.path, err.status, err.code, err.message)
+        if err.status >= 500:
+            # An Error Reporting event (4xx are the callers' mistakes, not ours).
+            log.error(*line, extra=logs.error_report(request.method, request.path, err.status, err.code))
+        else:
+            log.info(*line)
         return error_response(err)
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception(
+            "unhandled error on %s %s",
+            request.method,
+            request.path,
+            extra=logs.error_report(request.method, request.path, 500, "internal"),
+        )
         return _json(500, {"error": {"code": "internal", "message": "Internal error."}})
     finally:
         _discard_unread_body(request)
+        logs.uid_var.reset(uid_token)
         logs.trace_var.reset(token)

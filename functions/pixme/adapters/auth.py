@@ -297,7 +297,7 @@ def valid_uid(sub: object) -> TypeGuard[str]:
 
 class FirebaseTokenVerifier:
     def __init__(self, settings: Settings, certs: CertCache | None = None) -> None:
-        self.project = settings.project
+        self.project = settings.token_audience
         self.issuer = settings.issuer
         self.certs = certs or CertCache(settings.auth_certs_url)
 
