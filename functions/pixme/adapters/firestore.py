@@ -50,6 +50,15 @@ def _expired(col: firestore.CollectionReference, now: datetime, limit: int) -> l
         return list(query.stream())
 
 
+def _purge_expired(col: firestore.CollectionReference, now: datetime, limit: int) -> int:
+    """Delete up to `limit` documents of `col` whose expires_at has passed."""
+    snaps = _expired(col, now, limit)
+    with _transient_as_unavailable():
+        for snap in snaps:
+            snap.reference.delete()
+    return len(snaps)
+
+
 Write = tuple[firestore.DocumentReference, Any, dict[str, Any]]  # (ref, snapshot read, new fields)
 
 
@@ -500,11 +509,7 @@ class FirestoreIdempotency:
         return len(snaps)
 
     def purge(self, now: datetime, limit: int) -> int:
-        snaps = _expired(self.col, now, limit)
-        with _transient_as_unavailable():
-            for snap in snaps:
-                snap.reference.delete()
-        return len(snaps)
+        return _purge_expired(self.col, now, limit)
 
 
 class _CounterFull(Exception):
@@ -565,12 +570,13 @@ class FirestoreUsage:
             if spent + request.cost > shard_cap(request.budget, shards, index):
                 raise _CounterFull()
             in_flight[request.request_id] = request.now
+            expires_at = request.now + COUNTERS_KEPT
             update = {
                 "owner": request.owner,
                 request.kind: used + request.cost,
                 f"{request.kind}_day": request.day,
                 "in_flight": in_flight,
-                "expires_at": request.now + COUNTERS_KEPT,
+                "expires_at": expires_at,
             }
             charge = Charge(
                 owner=request.owner,
@@ -583,7 +589,6 @@ class FirestoreUsage:
                 used=used + request.cost,
                 reset_s=request.reset_s,
             )
-            expires_at = request.now + COUNTERS_KEPT
             counter = {"day": request.day, "spent": spent + request.cost, "expires_at": expires_at}
             return [(user_ref, user, update), (shard_ref, shard, counter)], charge
 
@@ -623,14 +628,7 @@ class FirestoreUsage:
 
     def purge(self, now: datetime, limit: int) -> int:
         """Delete usage and budget counters not written for COUNTERS_KEPT."""
-        gone = 0
-        for col in (self.users, self.budget):
-            snaps = _expired(col, now, limit)
-            with _transient_as_unavailable():
-                for snap in snaps:
-                    snap.reference.delete()
-            gone += len(snaps)
-        return gone
+        return sum(_purge_expired(col, now, limit) for col in (self.users, self.budget))
 
     def budget_override(self) -> int | None:
         with _transient_as_unavailable():

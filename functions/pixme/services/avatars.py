@@ -39,7 +39,15 @@ from pixme.ports import (
 )
 from pixme.prompts import ImageRef, edit_messages, generation_messages
 from pixme.services.library import owned_session
-from pixme.spending import EDITS, GENERATIONS, Spending, charge_headers, rate_limit_headers, refundable
+from pixme.spending import (
+    EDITS,
+    GENERATIONS,
+    Spending,
+    charge_headers,
+    may_use,
+    rate_limit_headers,
+    refundable,
+)
 from pixme.styles import get_style
 
 
@@ -353,14 +361,14 @@ class Avatars:
 
     def _allowed(self, caller: Caller, alias_name: str | None) -> ModelAlias:
         alias = self.settings.alias(alias_name)
-        if alias.requires is not None:
+        if not may_use(alias, caller):
+            assert alias.requires is not None
             claim, wanted = alias.requires
-            if str(caller.claims.get(claim, "")) != wanted:
-                raise Forbidden(
-                    "model_not_allowed",
-                    f"The model '{alias.alias}' needs the {claim} '{wanted}'.",
-                    model=alias.alias,
-                )
+            raise Forbidden(
+                "model_not_allowed",
+                f"The model '{alias.alias}' needs the {claim} '{wanted}'.",
+                model=alias.alias,
+            )
         return alias
 
     def _call(
