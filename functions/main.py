@@ -9,7 +9,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 from flask import Request
 
-from pixme import wiring
+from pixme import logs, wiring
 from pixme.api import EditRequest, GenerateRequest, PageRequest, UploadRequest, valid_id
 from pixme.errors import MethodNotAllowed, NotFound, PixmeError
 from pixme.events import FINALIZED, storage_object
@@ -21,21 +21,46 @@ log = logging.getLogger("pixme.main")
 
 @functions_framework.cloud_event
 def on_upload(event: CloudEvent) -> None:
-    """Storage finalized: validate and normalize a selfie. Raising asks for a retry."""
-    if event["type"] != FINALIZED:
-        log.info("ignoring event type %s", event["type"])
-        return
-    obj = storage_object(event)
-    try:
-        outcome = wiring.ingest().handle(obj)
-    except PixmeError as err:
-        if err.retryable:
-            # Transient, or another delivery holds the upload: the platform redelivers.
-            log.warning("ingest of %s gen %s will be retried: %s", obj.name, obj.generation, err.code)
+    """Storage finalized: validate and normalize a selfie. Raising asks for a retry.
+
+    Logs one `ingest` line per delivery (outcome, reason), every line of it
+    with the event id and a trace, so one upload's deliveries read together."""
+    event_id = str(event.get("id") or "")
+    with logs.scope(logs.event_trace(event.get("traceparent"), event_id), event_id=event_id):
+        if event["type"] != FINALIZED:
+            _ingest_line(logging.INFO, "ignored", "event_type", f"ignoring event type {event['type']}")
+            return
+        obj = storage_object(event)
+        try:
+            outcome = wiring.ingest().handle(obj)
+        except PixmeError as err:
+            if err.retryable:
+                # Transient, or another delivery holds the upload: the platform redelivers.
+                _ingest_line(
+                    logging.WARNING, "retry", err.code, f"ingest gen {obj.generation} will be retried"
+                )
+                raise
+            _ingest_line(logging.ERROR, "failed", err.code, f"ingest gen {obj.generation} failed permanently")
+            return
+        except Exception:
+            _ingest_line(
+                logging.ERROR, "failed", "internal", f"ingest gen {obj.generation} failed", exc_info=True
+            )
             raise
-        log.error("ingest of %s failed permanently: %s", obj.name, err.code)
-        return
-    log.info("ingest %s gen %s: %s", obj.name, obj.generation, outcome)
+        if outcome in ("ready", "rejected"):
+            # A rejection's reason was bound by the ingest service.
+            _ingest_line(logging.INFO, outcome, None, f"ingest gen {obj.generation}: {outcome}")
+        else:
+            _ingest_line(logging.INFO, "ignored", outcome, f"ingest gen {obj.generation}: {outcome}")
+
+
+def _ingest_line(level: int, outcome: str, reason: str | None, message: str, exc_info: bool = False) -> None:
+    fields: dict[str, Any] = {"event": "ingest", "outcome": outcome}
+    if reason is not None:
+        fields["reason"] = reason
+    if level >= logging.ERROR:
+        fields["@type"] = logs.REPORTED_ERROR_EVENT
+    log.log(level, message, exc_info=exc_info, extra=fields)
 
 
 @functions_framework.http

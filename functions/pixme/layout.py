@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pixme.logs import uid_hash
+
 UPLOADS_PREFIX = "uploads/"
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 # Firebase uids may hold almost anything but a slash; server-made ids are
@@ -62,7 +64,6 @@ def avatar_path(owner: str, session_id: str, turn_id: str, mime_type: str) -> st
     return f"{avatar_prefix(owner, session_id)}{turn_id}.{_EXT.get(mime_type, 'bin')}"
 
 
-
 def user_prefixes(owner: str, uploads_bucket: str, assets_bucket: str) -> list[tuple[str, str]]:
     """Every (bucket, prefix) under which one user's objects live."""
     return [
@@ -71,3 +72,12 @@ def user_prefixes(owner: str, uploads_bucket: str, assets_bucket: str) -> list[t
         (assets_bucket, f"quarantine/{owner}/"),
         (assets_bucket, f"avatars/{owner}/"),
     ]
+
+
+def loggable(path: str) -> str:
+    """An object path fit for a log line: every layout above puts the owner's
+    uid second, and logs carry its hash, never the uid itself."""
+    parts = path.split("/", 2)
+    if len(parts) < 3:
+        return path
+    return f"{parts[0]}/{uid_hash(parts[1])}/{parts[2]}"

@@ -144,6 +144,14 @@ class Spending:
         except PixmeError as err:
             if err.code == "budget_exhausted":
                 raise self._exhausted(reset_s, budget) from None
+            if isinstance(err, RateLimited):
+                quota = kind if err.code == "quota_exceeded" else "in_flight"
+                log.warning(
+                    "%s refused: %s",
+                    kind,
+                    err.code,
+                    extra={"event": "quota_exceeded", "quota": quota, "code": err.code},
+                )
             raise
 
     def settle(self, charge: Charge, refund: bool) -> None:

@@ -13,13 +13,22 @@ import io
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import IO, Any, NoReturn
 
 from flask import Request
 
 from pixme import logs, wiring
-from pixme.errors import Forbidden, InvalidRequest, PixmeError, RateLimited, Unauthenticated, Unavailable
+from pixme.errors import (
+    Forbidden,
+    InvalidRequest,
+    MethodNotAllowed,
+    PixmeError,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+)
 from pixme.identity import Caller
 
 log = logging.getLogger(__name__)
@@ -63,7 +72,7 @@ def caller(request: Request) -> Caller:
     # away before its ID token is even looked at.
     wiring.app_check().check(request.headers.get("X-Firebase-AppCheck"))
     who = wiring.verifier().verify(token.strip())
-    logs.uid_var.set(who.uid)  # for error reports of this request (hashed)
+    logs.bind_uid(who.uid)  # every later line of the request carries its hash
     if who.anonymous and wiring.settings().anonymous == "deny":
         raise Forbidden(
             "anonymous_not_allowed", "Sign in with an account to use Pix Me! (guest access is off)."
@@ -171,36 +180,63 @@ def serve(
     methods: tuple[str, ...],
     action: Callable[[], Outcome],
 ) -> Response:
-    """Run `action` for an allowed method and turn its outcome into a response."""
-    token = logs.trace_var.set(logs.trace_from_headers(request.headers))
-    uid_token = logs.uid_var.set(None)
+    """Run `action` for an allowed method and turn its outcome into a response;
+    log one `request` line for it."""
+    started = time.perf_counter()
+    with logs.scope(logs.trace_from_headers(request.headers)):
+        failure: Exception | None = None
+        try:
+            response, error = _answer(request, methods, action)
+        except Exception as exc:
+            failure = exc
+            response = _json(500, {"error": {"code": "internal", "message": "Internal error."}})
+            error = PixmeError("internal", "Internal error.")
+        finally:
+            _discard_unread_body(request)
+        _log_request(request, response[1], error, started, failure)
+        return response
+
+
+def _answer(
+    request: Request, methods: tuple[str, ...], action: Callable[[], Outcome]
+) -> tuple[Response, PixmeError | None]:
+    """The response, and the error it answers if it is one."""
     try:
         wiring.settings()  # fail fast, as a clean 500, if the deployment is misconfigured
         if request.method not in methods:
-            return _json(
-                405,
-                {"error": {"code": "method_not_allowed", "message": f"Use {' or '.join(methods)}."}},
-                {"Allow": ", ".join(methods)},
-            )
+            refusal = MethodNotAllowed("method_not_allowed", f"Use {' or '.join(methods)}.")
+            refusal.headers["Allow"] = ", ".join(methods)
+            raise refusal
         status, body, *headers = action()
-        return _json(status, body, headers[0] if headers else None)
     except PixmeError as err:
-        line = ("%s %s -> %s %s: %s", request.method, request.path, err.status, err.code, err.message)
-        if err.status >= 500:
-            # An Error Reporting event (4xx are the callers' mistakes, not ours).
-            log.error(*line, extra=logs.error_report(request.method, request.path, err.status, err.code))
+        return error_response(err), err
+    return _json(status, body, headers[0] if headers else None), None
+
+
+def _log_request(
+    request: Request, status: int, error: PixmeError | None, started: float, failure: Exception | None
+) -> None:
+    """One structured line per answer (jsonPayload.event = "request"); a 5xx is
+    also an Error Reporting event, with the stack when the error was unexpected."""
+    fields: dict[str, Any] = {
+        "event": "request",
+        "method": request.method,
+        "path": request.path,
+        "status": status,
+        "latency_ms": int((time.perf_counter() - started) * 1000),
+    }
+    line = f"{request.method} {request.path} -> {status}"
+    if error is not None:
+        fields["code"] = error.code
+        line = f"{line} {error.code}: {error.message}"
+    if status >= 500:
+        fields.update(logs.error_report(request.method, request.path, status, fields.get("code")))
+        if failure is not None:
+            log.error(
+                "unhandled error on %s %s", request.method, request.path, exc_info=failure, extra=fields
+            )
         else:
-            log.info(*line)
-        return error_response(err)
-    except Exception:
-        log.exception(
-            "unhandled error on %s %s",
-            request.method,
-            request.path,
-            extra=logs.error_report(request.method, request.path, 500, "internal"),
-        )
-        return _json(500, {"error": {"code": "internal", "message": "Internal error."}})
-    finally:
-        _discard_unread_body(request)
-        logs.uid_var.reset(uid_token)
-        logs.trace_var.reset(token)
+            log.error("%s", line, extra=fields)
+        return
+    # A refusal for quota or rate is worth seeing; other 4xx are the callers' mistakes.
+    log.log(logging.WARNING if status == 429 else logging.INFO, "%s", line, extra=fields)

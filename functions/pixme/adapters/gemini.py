@@ -290,13 +290,18 @@ class GeminiModel:
             try:
                 reply = self._generate_one(candidate, contents, config, started)
             except UpstreamMisconfigured as exc:
-                if exc.code != "model_not_found" or index + 1 == len(candidates):
+                if exc.code != "model_not_found":
                     raise
-                log.warning(
-                    "model %s is not found (retired?); falling back to %s: update PIXME_MODELS",
+                fallback = candidates[index + 1] if index + 1 < len(candidates) else None
+                # Every time, fallback or not: the operator must update PIXME_MODELS (alert).
+                log.error(
+                    "model %s is not found (retired?); %s: update PIXME_MODELS",
                     candidate,
-                    candidates[index + 1],
+                    f"falling back to {fallback}" if fallback else "no fallback left",
+                    extra={"event": "model_not_found", "model": candidate, "fallback": fallback},
                 )
+                if fallback is None:
+                    raise
                 continue
             return dataclasses.replace(reply, model_id=candidate)
         raise AssertionError("unreachable: the last candidate returns or raises")

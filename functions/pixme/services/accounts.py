@@ -154,5 +154,5 @@ class Accounts:
             complete = False
         if complete:
             self.usage.forget(owner)
-        log.info("account %s deleted: %s (complete=%s)", owner, removed, complete)
+        log.info("account deleted: %s (complete=%s)", removed, complete)  # uid_hash is on the line
         return {"uid": owner, "deleted": removed, "complete": complete}

@@ -7,6 +7,7 @@ call leaves nothing behind.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import hashlib
 import json
@@ -20,10 +21,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from pixme import logs
 from pixme.api import EditRequest, GenerateRequest
 from pixme.config import ModelAlias, Settings
 from pixme.conversation import Memory, Session, Turn, earlier_instructions, lineage, new_id, session_expiry
-from pixme.errors import Conflict, Forbidden, InvalidRequest, NotFound, NotReady, PixmeError
+from pixme.errors import Conflict, Forbidden, InvalidRequest, ModelRefused, NotFound, NotReady, PixmeError
 from pixme.identity import Caller
 from pixme.layout import avatar_path
 from pixme.ports import (
@@ -57,6 +59,7 @@ class Answer:
 
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
@@ -151,7 +154,10 @@ class Avatars:
                 return err
 
         with ThreadPoolExecutor(fan_out, thread_name_prefix="pack") as pool:
-            outcomes = list(pool.map(one, req.styles))
+            # Each style in a copy of the request's context: its lines keep the
+            # trace and caller, and its session id stays its own.
+            futures = [pool.submit(contextvars.copy_context().run, one, style) for style in req.styles]
+            outcomes = [f.result() for f in futures]
         answers = [o for o in outcomes if isinstance(o, Answer)]
         if not answers:
             first = outcomes[0]
@@ -233,10 +239,13 @@ class Avatars:
             style, selfie, req.prompt, req.context, req.caption, references, aspect_ratio=req.aspect_ratio
         )
         options = RenderOptions(req.aspect_ratio, req.image_size)
-        reply, ms, charge = self._call(caller, GENERATIONS, alias.cost, req.model, messages, options)
+        session_id, turn_id = new_id("s_"), new_id("t_")
+        logs.bind(session_id=session_id, turn_id=turn_id)
+        reply, ms, charge = self._call(
+            caller, GENERATIONS, alias.cost, req.model, messages, options, style.id
+        )
 
         now = self.clock.now()
-        session_id, turn_id = new_id("s_"), new_id("t_")
         turn = self._store_turn(owner, session_id, turn_id, None, req.prompt, req.model, reply, ms, Memory())
         session = Session(
             session_id=session_id,
@@ -265,6 +274,7 @@ class Avatars:
 
     def _edit(self, caller: Caller, req: EditRequest) -> Answer:
         owner = caller.uid
+        logs.bind(session_id=req.session_id)
         session = owned_session(self.sessions, owner, req.session_id, self.clock.now())
         if req.if_head and req.if_head != session.head_turn:
             raise Conflict(
@@ -293,9 +303,13 @@ class Avatars:
             references=self._references(session),
         )
         options = RenderOptions(session.aspect_ratio, session.image_size)
-        reply, ms, charge = self._call(caller, EDITS, session.cost, session.model, messages, options)
+        turn_id = new_id("t_")
+        logs.bind(turn_id=turn_id)
+        reply, ms, charge = self._call(
+            caller, EDITS, session.cost, session.model, messages, options, session.style
+        )
         turn = self._store_turn(
-            owner, session.session_id, new_id("t_"), base_id, req.instruction, session.model, reply, ms,
+            owner, session.session_id, turn_id, base_id, req.instruction, session.model, reply, ms,
             memory.then(req.instruction),
         )  # fmt: skip
         with self._unless_recorded(turn):
@@ -372,9 +386,17 @@ class Avatars:
         return alias
 
     def _call(
-        self, caller: Caller, kind: str, cost: int, model_id: str, messages: Any, options: RenderOptions
+        self,
+        caller: Caller,
+        kind: str,
+        cost: int,
+        model_id: str,
+        messages: Any,
+        options: RenderOptions,
+        style: str,
     ) -> tuple[ModelReply, int, Charge]:
-        """The one model call of a request, charged before it is made."""
+        """The one model call of a request, charged before it is made; logged as
+        one `generation` line (outcome, model, latency, cost kept)."""
         charge = self.spending.charge(caller, kind, cost)
         started = time.perf_counter()
         try:
@@ -384,9 +406,12 @@ class Avatars:
             self.spending.settle(charge, refund=refund)
             if isinstance(err, PixmeError):
                 err.headers.update(charge_headers(charge, refunded=refund))
+                outcome = "refused" if isinstance(err, ModelRefused) else "failed"
+                _generation_line(kind, outcome, err.code, model_id, style, started, 0 if refund else cost)
             raise
         self.spending.settle(charge, refund=False)
-        return reply, int((time.perf_counter() - started) * 1000), charge
+        ms = _generation_line(kind, "image", None, reply.model_id or model_id, style, started, cost)
+        return reply, ms, charge
 
     def _store_turn(
         self,
@@ -436,3 +461,26 @@ class Avatars:
             "ms": turn.ms,
             "image_path": turn.image_path,
         }
+
+
+def _generation_line(
+    kind: str, outcome: str, code: str | None, model: str, style: str, started: float, cost: int
+) -> int:
+    """Log one model call for the log-based metrics (generations, refusals by
+    code, model latency, cost units spent); returns its latency in ms."""
+    ms = int((time.perf_counter() - started) * 1000)
+    fields: dict[str, Any] = {
+        "event": "generation",
+        "kind": "generate" if kind == GENERATIONS else "edit",
+        "outcome": outcome,
+        "model": model,
+        "style": style,
+        "latency_ms": ms,
+        "cost": cost,
+    }
+    if code is not None:
+        fields["code"] = code
+    level = logging.INFO if outcome == "image" else logging.WARNING
+    suffix = f": {code}" if code else ""
+    log.log(level, "%s %s with %s in %s ms%s", fields["kind"], outcome, model, ms, suffix, extra=fields)
+    return ms

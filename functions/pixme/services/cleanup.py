@@ -40,6 +40,23 @@ class Cleanup:
         self.idempotency = idempotency
 
     def run(self) -> dict[str, Any]:
+        """One cleanup pass, logged as one `cleanup` line (outcome done or failed)
+        that the "cleanup failed" alert watches."""
+        try:
+            result = self._run()
+        except Exception as exc:
+            code = getattr(exc, "code", "internal")
+            log.error(
+                "cleanup failed: %s",
+                code,
+                exc_info=True,
+                extra={"event": "cleanup", "outcome": "failed", "code": code},
+            )
+            raise
+        log.info("cleanup done: %s", result, extra={"event": "cleanup", "outcome": "done", **result})
+        return result
+
+    def _run(self) -> dict[str, Any]:
         now = self.clock.now()
         images_deleted = 0
 
@@ -66,7 +83,6 @@ class Cleanup:
             "idempotency_keys_deleted": _drain(lambda: self.idempotency.purge(now, BATCH)),
             "usage_records_deleted": _drain(lambda: self.usage.purge(now, BATCH)),
         }
-        log.info("cleanup done: %s", result)
         return result
 
 

@@ -32,11 +32,11 @@ from datetime import datetime, timedelta
 
 from PIL import Image
 
-from pixme import faces, images
+from pixme import faces, images, logs
 from pixme.config import Settings
 from pixme.conversation import PENDING, PROCESSING, READY, REJECTED, Upload, expiry
 from pixme.errors import NotFound, Rejected, Unavailable
-from pixme.layout import face_path, parse_upload_object, quarantine_path, selfie_path
+from pixme.layout import face_path, loggable, parse_upload_object, quarantine_path, selfie_path
 from pixme.ports import BlobStore, Clock, UploadStore
 
 log = logging.getLogger(__name__)
@@ -87,12 +87,15 @@ class Ingest:
             log.warning(
                 "dropping event older than %ss: %s gen %s (created %s)",
                 self.settings.max_event_age_s,
-                obj.name,
+                loggable(obj.name),
                 obj.generation,
                 obj.time_created.isoformat(),
             )
             return "dropped_stale"
         target = parse_upload_object(obj.name)
+        if target is not None:
+            logs.bind_uid(target.owner)
+            logs.bind(upload_id=target.upload_id)
         existing = self.uploads.get(target.owner, target.upload_id) if target else None
         if existing is None:
             return self._unregistered(obj, "no upload was registered under this name")
@@ -128,7 +131,7 @@ class Ingest:
                 raise Unavailable(
                     "upload_in_progress", "Another delivery is processing this upload.", retry_after_s=10
                 )
-            log.warning("taking over the stale claim on %s gen %s", obj.name, obj.generation)
+            log.warning("taking over the stale claim on %s gen %s", loggable(obj.name), obj.generation)
         elif existing.status != PENDING or not existing.live(now):
             # One upload id takes one object: the first one written wins.
             return self._unregistered(obj, f"its upload is already {existing.status}")
@@ -140,7 +143,7 @@ class Ingest:
 
     def _unregistered(self, obj: StorageObject, why: str) -> str:
         """An object nobody was invited to write: delete it (that generation only)."""
-        log.warning("deleting unregistered object %s gen %s: %s", obj.name, obj.generation, why)
+        log.warning("deleting unregistered object %s gen %s: %s", loggable(obj.name), obj.generation, why)
         self.blobs.delete(obj.bucket, obj.name, obj.generation)
         return "unregistered"
 
@@ -150,7 +153,7 @@ class Ingest:
         try:
             self.uploads.take_over(claim, replace(claim, claim_id=None))
         except Exception as exc:
-            log.warning("could not release the claim on %s: %r", claim.source_path, exc)
+            log.warning("could not release the claim on %s: %r", loggable(claim.source_path), exc)
 
     # -- processing ------------------------------------------------------------------
 
@@ -203,7 +206,7 @@ class Ingest:
         )
         if not self._finish(done, list(outputs)):
             return "taken_over"
-        log.info("ready %s gen %s %sx%s in %s", obj.name, obj.generation, *img.size, clock.timings)
+        log.info("ready %s gen %s %sx%s in %s", loggable(obj.name), obj.generation, *img.size, clock.timings)
         # The normalized copies are all the system uses: the original, with
         # its metadata (GPS included), goes now rather than at retention.
         self._dispose(obj)
@@ -251,7 +254,7 @@ class Ingest:
             if current is None or current.generation != claim.generation:
                 # Deleted meanwhile, or another object owns the document; its paths differ.
                 self._remove(written)
-            log.info("%s gen %s: the claim was taken over", claim.source_path, claim.generation)
+            log.info("%s gen %s: the claim was taken over", loggable(claim.source_path), claim.generation)
         return won
 
     def _still_claimed(self, claim: Upload) -> bool:
@@ -266,7 +269,7 @@ class Ingest:
             try:
                 self.blobs.delete(self.settings.assets_bucket, path)
             except Exception:
-                log.warning("could not remove %s; the bucket's lifecycle rule will", path)
+                log.warning("could not remove %s; the bucket's lifecycle rule will", loggable(path))
 
     # -- rejection -------------------------------------------------------------------
 
@@ -292,7 +295,14 @@ class Ingest:
         )
         if not self._finish(done, written):
             return "taken_over"
-        log.info("rejected %s gen %s: %s %s", obj.name, obj.generation, rejected.code, rejected.details or "")
+        logs.bind(reason=rejected.code)  # on the event's `ingest` line (functions/main.py)
+        log.info(
+            "rejected %s gen %s: %s %s",
+            loggable(obj.name),
+            obj.generation,
+            rejected.code,
+            rejected.details or "",
+        )
         if not keep and rejected.code != "gone":
             self._dispose(obj)
         return "rejected"
@@ -307,4 +317,4 @@ class Ingest:
         try:
             self.blobs.delete(obj.bucket, obj.name, obj.generation)
         except Exception as exc:
-            log.warning("could not delete the original %s: %r", obj.name, exc)
+            log.warning("could not delete the original %s: %r", loggable(obj.name), exc)

@@ -82,7 +82,7 @@ class Uploads:
         except Exception:
             self.uploads.delete(upload)
             raise
-        log.info("upload %s registered for %s", upload_id, owner)
+        log.info("upload %s registered", upload_id, extra={"upload_id": upload_id})
         return {
             "upload_id": upload_id,
             "status": PENDING,
@@ -106,7 +106,9 @@ class Uploads:
             for session in sessions
         )
         remove_upload(self.blobs, self.uploads, self.settings.assets_bucket, upload)
-        log.info("upload %s of %s deleted with %s sessions", upload_id, owner, len(sessions))
+        log.info(
+            "upload %s deleted with %s sessions", upload_id, len(sessions), extra={"upload_id": upload_id}
+        )
         return {
             "upload_id": upload_id,
             "deleted": True,
