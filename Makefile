@@ -5,7 +5,7 @@ RVENV := .venv-renderer
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test unit integration e2e lint up bench check clean
+.PHONY: setup demo test unit integration e2e lint up bench check clean docs
 
 $(VENV)/.installed: requirements.txt functions/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench: setup
 	$(PY) bench/run.py
 
 check: lint test
+
+# Rewrite README.md's parts derived from the code (the settings table).
+docs: $(VENV)/.installed
+	$(PY) -m local.docs
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

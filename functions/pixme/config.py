@@ -1,15 +1,23 @@
-"""Settings, read once from the environment.
+"""Settings, declared once: each field names its environment variable, its
+default, its bounds and what it means.
 
-Every variable the functions read is listed in `ENV_VARS` (infra and the
-local stack are tested against it). Missing required values fail fast with a
-message naming them, at the first request rather than as a vague error later.
+`ENV_VARS` (every variable the functions read; infra and the local stack are
+tested against it) and README.md's settings table are derived from these
+declarations (`settings_table`; `make docs` rewrites the README's copy, a
+test fails when it drifts). A missing or malformed value fails fast, at the
+first request, with a message naming the variable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BeforeValidator, Field, JsonValue, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pixme.errors import ConfigError
 
@@ -18,109 +26,13 @@ GOOGLE_CERTS_URL = "https://www.googleapis.com/robot/v1/metadata/x509/securetoke
 DEFAULT_MODEL = "gemini-nano-banana-2.1"
 # Image models on Vertex AI are served from the global endpoint.
 DEFAULT_LOCATION = "global"
-_TRUE = ("1", "true", "yes")
-
-ENV_VARS: tuple[str, ...] = (
-    "GOOGLE_CLOUD_PROJECT",
-    "PIXME_FIREBASE_PROJECT",
-    "PIXME_UPLOADS_BUCKET",
-    "PIXME_ASSETS_BUCKET",
-    "PIXME_MODEL",
-    "PIXME_MODELS",
-    "PIXME_MODEL_TIMEOUT_S",
-    "PIXME_MODEL_DEADLINE_S",
-    "PIXME_RETENTION_DAYS",
-    "PIXME_URL_TTL_S",
-    "PIXME_MAX_UPLOAD_BYTES",
-    "PIXME_MAX_UPLOAD_PIXELS",
-    "PIXME_MAX_SIDE",
-    "PIXME_MAX_EVENT_AGE_S",
-    "PIXME_MAX_TEXT_CHARS",
-    "PIXME_AUTH_CERTS_URL",
-    "PIXME_SIGNING_SERVICE_ACCOUNT",
-    "PIXME_SIGNING_KEY_FILE",
-    "PIXME_PUBLIC_STORAGE_URL",
-    "PIXME_LOG_FORMAT",
-    "PIXME_NO_FACE",
-    "PIXME_MULTIPLE_FACES",
-    "PIXME_REJECTED_ORIGINALS",
-    "PIXME_UPLOAD_URL_TTL_S",
-    "PIXME_DAILY_UPLOADS",
-    "PIXME_MAX_PENDING_UPLOADS",
-    "PIXME_FACE_MIN_SCORE",
-    "PIXME_SECOND_FACE_RATIO",
-    "PIXME_DAILY_GENERATIONS",
-    "PIXME_DAILY_EDITS",
-    "PIXME_ANONYMOUS",
-    "PIXME_ANONYMOUS_DAILY_GENERATIONS",
-    "PIXME_ANONYMOUS_DAILY_EDITS",
-    "PIXME_USER_MAX_IN_FLIGHT",
-    "PIXME_DAILY_BUDGET",
-    "PIXME_BUDGET_CACHE_S",
-    "PIXME_APP_CHECK",
-    "PIXME_PROJECT_NUMBER",
-    "PIXME_APP_CHECK_JWKS_URL",
-    # The model backend, under google-genai's own names.
-    "GOOGLE_GENAI_USE_VERTEXAI",
-    "GOOGLE_CLOUD_LOCATION",
-    "GOOGLE_GEMINI_BASE_URL",
-    "GOOGLE_VERTEX_BASE_URL",
-    "GOOGLE_API_KEY",
-    "GEMINI_API_KEY",
-)
 
 # Pillow's own decompression-bomb limit (images.py). PIXME_MAX_UPLOAD_PIXELS
 # may not exceed it, so no photo our cap admits ever trips Pillow's.
 PIXEL_CEILING = 100_000_000
 # Cloud Storage refuses V4 signatures valid for longer than 7 days.
 MAX_SIGNED_URL_TTL_S = 604_800
-FACE_POLICIES = ("reject", "allow")
-ANONYMOUS_POLICIES = ("allow", "deny")
-APP_CHECK_MODES = ("off", "monitor", "enforce")
 APP_CHECK_JWKS_URL = "https://firebaseappcheck.googleapis.com/v1/jwks"
-ORIGINAL_POLICIES = ("delete", "quarantine", "keep")
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _bounded(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    value = _int(env, name, default, minimum=low)
-    if value > high:
-        raise ConfigError(f"{name} must be <= {high}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return allowed[0]
-    if raw not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {raw!r}")
-    return raw
 
 
 @dataclass(frozen=True)
@@ -162,75 +74,324 @@ def _models(raw: str, default: str) -> dict[str, ModelAlias]:
     return {a.alias: a for a in aliases} or {"default": ModelAlias("default", default)}
 
 
-@dataclass(frozen=True)
-class Settings:
-    project: str
-    uploads_bucket: str
-    assets_bucket: str
-    model: str = DEFAULT_MODEL
-    # alias → model id, and the aliases' costs and required claims.
-    models: dict[str, str] = field(default_factory=dict)
-    aliases: dict[str, ModelAlias] = field(default_factory=dict)
-    model_timeout_s: int = 60
-    model_deadline_s: int = 90
-    retention_days: int = 30
-    url_ttl_s: int = 900
-    max_upload_bytes: int = 40 * 1024 * 1024
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _truthy(value: Any) -> Any:
+    # The SDK's own reading of GOOGLE_GENAI_USE_VERTEXAI: these are true, anything else false.
+    return value.strip().lower() in ("1", "true", "yes") if isinstance(value, str) else value
+
+
+Text = Annotated[str, BeforeValidator(_strip)]
+FacePolicy = Annotated[Literal["reject", "allow"], BeforeValidator(_lower)]
+
+
+def env(name: str, description: str, shown: str | None = None, **constraints: Any) -> Any:
+    """A field read from the variable `name`. `shown` is the default as the
+    README's table states it, when the value itself says little (e.g. 40 MiB)."""
+    extra: dict[str, JsonValue] = {"env": name, **({"shown": shown} if shown else {})}
+    return Field(
+        validation_alias=AliasChoices(name), description=description, json_schema_extra=extra, **constraints
+    )
+
+
+class Settings(BaseSettings):
+    """What the functions are told by their environment (see `from_env`)."""
+
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, case_sensitive=True, extra="ignore")
+
+    project: Text = env(
+        "GOOGLE_CLOUD_PROJECT", "project id; also the ID tokens' audience and issuer suffix", "required"
+    )
+    firebase_project: Text = env(
+        "PIXME_FIREBASE_PROJECT",
+        "the Firebase project whose ID tokens are accepted (their audience, and issuer"
+        " `https://securetoken.google.com/<it>`), when it differs from the GCP project",
+        "`GOOGLE_CLOUD_PROJECT`",
+        default="",
+    )
+    uploads_bucket: Text = env(
+        "PIXME_UPLOADS_BUCKET", "bucket the app uploads selfies to (the trigger's bucket)", "required"
+    )
+    assets_bucket: Text = env(
+        "PIXME_ASSETS_BUCKET", "private bucket for normalized selfies and avatars", "required"
+    )
+    model: Text = env(
+        "PIXME_MODEL", "default image model id (may list fallbacks, `new\\|older`)", default=DEFAULT_MODEL
+    )
+    models_spec: Text = env(
+        "PIXME_MODELS",
+        "allowlist of `alias=model-id[;cost=N][;requires=claim:value]`, comma-separated, for the `model`"
+        " field: `cost` is what one image counts against quotas and the budget (default 1), `requires`"
+        " a custom claim the caller's token must carry"
+        " (e.g. `pro=gemini-3-pro-image;cost=4;requires=plan:pro`)",
+        "`default=<PIXME_MODEL>`",
+        default="",
+    )
+    model_timeout_s: int = env(
+        "PIXME_MODEL_TIMEOUT_S",
+        "one model call's timeout (keep below the function timeout)",
+        default=60,
+        ge=1,
+    )
+    model_deadline_s: int = env(
+        "PIXME_MODEL_DEADLINE_S",
+        "total time for a call and its retries",
+        "max(90, timeout)",
+        default=90,
+        ge=1,
+    )
+    retention_days: int = env(
+        "PIXME_RETENTION_DAYS", "sessions, images and uploads older than this are deleted", default=30, ge=1
+    )
+    url_ttl_s: int = env("PIXME_URL_TTL_S", "lifetime of signed image URLs (min 60)", default=900, ge=60)
+    max_upload_bytes: int = env(
+        "PIXME_MAX_UPLOAD_BYTES",
+        "larger uploads are refused by the signed URL (and rejected by ingest)",
+        "40 MiB",
+        default=40 * 1024 * 1024,
+        ge=1,
+    )
+    upload_url_ttl_s: int = env(
+        "PIXME_UPLOAD_URL_TTL_S",
+        "lifetime of a signed upload URL (60 s – 7 days; Terraform caps it at 1 h)",
+        default=600,
+        ge=60,
+        le=MAX_SIGNED_URL_TTL_S,
+    )
+    daily_uploads: int = env(
+        "PIXME_DAILY_UPLOADS", "upload tickets one user may get per UTC day", default=20, ge=1
+    )
+    max_pending_uploads: int = env(
+        "PIXME_MAX_PENDING_UPLOADS",
+        "uploads one user may have pending or processing at once",
+        default=3,
+        ge=1,
+    )
     # 50 MP admits a 48 MP phone photo (8000x6000) and rejects 200 MP bombs.
-    max_upload_pixels: int = 50_000_000
-    max_side: int = 1536
-    max_event_age_s: int = 3600
-    max_text_chars: int = 500
-    auth_certs_url: str = GOOGLE_CERTS_URL
-    signing_service_account: str = ""
-    signing_key_file: str = ""
-    public_storage_url: str = ""
-    log_format: str = "json"
+    max_upload_pixels: int = env(
+        "PIXME_MAX_UPLOAD_PIXELS",
+        "admits a 48 MP phone photo, rejects 200 MP bombs",
+        "50 000 000",
+        default=50_000_000,
+        ge=1,
+        le=PIXEL_CEILING,
+    )
+    max_side: int = env("PIXME_MAX_SIDE", "longest side of the normalized selfie", default=1536, ge=256)
+    max_event_age_s: int = env(
+        "PIXME_MAX_EVENT_AGE_S",
+        "storage events older than this are dropped (with a log line), ending retries",
+        default=3600,
+        ge=1,
+    )
     # Ingest policies: a photo with no face / with several prominent faces is
     # rejected or let through; a rejected original is deleted, copied to the
     # assets bucket's quarantine/ then deleted, or left in place.
-    no_face: str = "reject"
-    multiple_faces: str = "reject"
-    rejected_originals: str = "delete"
-    # Signed uploads: how long the app's PUT URL is valid, and how many
-    # uploads one user may start per UTC day / have unfinished at once.
-    upload_url_ttl_s: int = 600
-    daily_uploads: int = 20
-    max_pending_uploads: int = 3
-    # The face detector's score (0-100) from which a candidate counts, and how
-    # wide (relative to the largest) another face must be to count as a second.
-    face_min_score: int = 70
-    second_face_ratio: float = 0.5
+    no_face: FacePolicy = env(
+        "PIXME_NO_FACE",
+        "a photo without a face: `reject` it (`no_face`) or `allow` it (no crop; generation gets the"
+        " whole photo)",
+        default="reject",
+    )
+    face_min_score: int = env(
+        "PIXME_FACE_MIN_SCORE",
+        "the face detector's score (1–100) from which a candidate counts as a face",
+        default=70,
+        ge=1,
+        le=100,
+    )
+    second_face_ratio: float = env(
+        "PIXME_SECOND_FACE_RATIO",
+        "another face counts as a second person when at least this wide relative to the largest",
+        default=0.5,
+        ge=0.05,
+        le=1.0,
+        allow_inf_nan=False,
+    )
+    multiple_faces: FacePolicy = env(
+        "PIXME_MULTIPLE_FACES",
+        "a photo with a second face at least half as wide as the largest: `reject` it (`multiple_faces`)"
+        " or `allow` it and crop the largest",
+        default="reject",
+    )
+    rejected_originals: Annotated[Literal["delete", "quarantine", "keep"], BeforeValidator(_lower)] = env(
+        "PIXME_REJECTED_ORIGINALS",
+        "a rejected upload's original: `delete` it, `quarantine` it (copy to the assets bucket under"
+        " `quarantine/`, then delete) or `keep` it",
+        default="delete",
+    )
+    max_text_chars: int = env(
+        "PIXME_MAX_TEXT_CHARS", "limit for `prompt` and `instruction`", default=500, ge=1
+    )
     # Spend: per-user daily quotas in cost units (anonymous users have their
     # own), a cap on one user's concurrent model calls, and a project-wide
     # daily budget in cost units (overridable at run time: see spending.py).
-    daily_generations: int = 20
-    daily_edits: int = 100
-    anonymous: str = "allow"
-    anonymous_daily_generations: int = 3
-    anonymous_daily_edits: int = 15
-    user_max_in_flight: int = 2
-    daily_budget: int = 5000
-    budget_cache_s: int = 30
+    daily_generations: int = env(
+        "PIXME_DAILY_GENERATIONS",
+        "cost units of generations one signed-in user may spend per UTC day",
+        default=20,
+        ge=0,
+    )
+    daily_edits: int = env(
+        "PIXME_DAILY_EDITS", "cost units of edits one signed-in user may spend per UTC day", default=100, ge=0
+    )
+    anonymous: Annotated[Literal["allow", "deny"], BeforeValidator(_lower)] = env(
+        "PIXME_ANONYMOUS",
+        "Firebase anonymous sign-ins: `allow` them (with the quotas below) or `deny` them"
+        " (403 `anonymous_not_allowed`)",
+        default="allow",
+    )
+    anonymous_daily_generations: int = env(
+        "PIXME_ANONYMOUS_DAILY_GENERATIONS", "the anonymous tier's daily generations", default=3, ge=0
+    )
+    anonymous_daily_edits: int = env(
+        "PIXME_ANONYMOUS_DAILY_EDITS", "the anonymous tier's daily edits", default=15, ge=0
+    )
+    user_max_in_flight: int = env(
+        "PIXME_USER_MAX_IN_FLIGHT", "model calls one user may have running at once", default=2, ge=1
+    )
+    daily_budget: int = env(
+        "PIXME_DAILY_BUDGET",
+        "the project's daily spend in cost units, for everyone; the Firestore document `config/budget`"
+        ' `{"daily_budget": N}` overrides it at run time (0 stops all generation)',
+        default=5000,
+        ge=0,
+    )
+    budget_cache_s: int = env(
+        "PIXME_BUDGET_CACHE_S",
+        "how long a function instance keeps the run-time budget before reading it again",
+        default=30,
+        ge=0,
+    )
     # App Check: off, monitor (verify and log) or enforce (refuse without).
-    app_check: str = "off"
-    project_number: str = ""
-    app_check_jwks_url: str = APP_CHECK_JWKS_URL
-    # The model backend: Vertex AI (project, location, ADC) or the Developer
-    # API (a key); either may be pointed at another Gemini-compatible server.
-    vertexai: bool = False
-    location: str = DEFAULT_LOCATION
-    gemini_base_url: str = ""
-    vertex_base_url: str = ""
-    api_key: str = field(default="", repr=False)
-    # The Firebase project whose ID tokens are accepted (their audience and
-    # issuer suffix); empty: the GCP project.
-    firebase_project: str = ""
+    app_check: Annotated[Literal["off", "monitor", "enforce"], BeforeValidator(_lower)] = env(
+        "PIXME_APP_CHECK",
+        "Firebase App Check on the app's calls: `off`, `monitor` (verify and log) or `enforce`"
+        " (401 `invalid_app_check` without a valid `X-Firebase-AppCheck`)",
+        default="off",
+    )
+    project_number: Text = env(
+        "PIXME_PROJECT_NUMBER",
+        "the project's number: App Check tokens' issuer and audience name it",
+        "required with App Check",
+        default="",
+    )
+    app_check_jwks_url: Text = env(
+        "PIXME_APP_CHECK_JWKS_URL",
+        "where App Check keys come from (the local issuer's in the stack)",
+        "App Check's JWKS URL",
+        default=APP_CHECK_JWKS_URL,
+    )
+    auth_certs_url: Text = env(
+        "PIXME_AUTH_CERTS_URL",
+        "where ID token certificates come from (the local issuer's in the stack)",
+        "Google's securetoken x509 URL",
+        default=GOOGLE_CERTS_URL,
+    )
+    signing_service_account: Text = env(
+        "PIXME_SIGNING_SERVICE_ACCOUNT",
+        "account that signs URLs through IAM `signBlob` in the cloud",
+        "the runtime account",
+        default="",
+    )
+    signing_key_file: Text = env(
+        "PIXME_SIGNING_KEY_FILE",
+        "local stack only: a key file made by the stack to sign URLs",
+        "unset",
+        default="",
+    )
+    public_storage_url: Text = env(
+        "PIXME_PUBLIC_STORAGE_URL",
+        "host of signed URLs (locally the verifying front, `local/signed_urls.py`)",
+        "`https://storage.googleapis.com`",
+        default="",
+    )
+    log_format: Annotated[Literal["json", "text"], BeforeValidator(_lower)] = env(
+        "PIXME_LOG_FORMAT", "`json` for Cloud Logging (with trace ids), `text` locally", default="json"
+    )
+    # The model backend, under google-genai's own names: Vertex AI (project,
+    # location, ADC) or the Developer API (a key); either may be pointed at
+    # another Gemini-compatible server.
+    vertexai: Annotated[bool, BeforeValidator(_truthy)] = env(
+        "GOOGLE_GENAI_USE_VERTEXAI",
+        "`true`: Vertex AI with `GOOGLE_CLOUD_PROJECT`, `GOOGLE_CLOUD_LOCATION` and the runtime's"
+        " credentials (the cloud's mode); otherwise the Gemini Developer API with a key",
+        "false",
+        default=False,
+    )
+    location: Text = env(
+        "GOOGLE_CLOUD_LOCATION", "Vertex AI location of the image models", default=DEFAULT_LOCATION
+    )
+    gemini_base_url: Text = env(
+        "GOOGLE_GEMINI_BASE_URL", "a Gemini-compatible server for the Developer API mode", "unset", default=""
+    )
+    vertex_base_url: Text = env(
+        "GOOGLE_VERTEX_BASE_URL",
+        "a Gemini-compatible server for the Vertex AI mode (a loopback URL gets a static bearer token)",
+        "unset",
+        default="",
+    )
+    # GOOGLE_API_KEY wins when both are set, as in the SDK.
+    api_key: Text = Field(
+        default="",
+        repr=False,
+        validation_alias=AliasChoices("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+        description="the Developer API's key (`GOOGLE_API_KEY` wins when both are set, as in the SDK)",
+        json_schema_extra={"env": "GOOGLE_API_KEY` / `GEMINI_API_KEY", "shown": "unset"},
+    )
+    # Derived from PIXME_MODEL / PIXME_MODELS (not variables of their own):
+    # alias → model id, and the aliases' costs and required claims.
+    models: dict[str, str] = Field(default_factory=dict, exclude=True)
+    aliases: dict[str, ModelAlias] = Field(default_factory=dict, exclude=True)
 
-    def __post_init__(self) -> None:
-        # Settings made in code (tests) may give only `models`: each alias costs 1.
-        if self.models and not self.aliases:
-            object.__setattr__(self, "aliases", {k: ModelAlias(k, v) for k, v in self.models.items()})
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what is passed: the process environment is read by from_env alone,
+        # through the same declarations, so a Settings made in code never picks
+        # up a variable that happens to be set.
+        return (init_settings,)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        timeout = data.get("PIXME_MODEL_TIMEOUT_S", data.get("model_timeout_s"))
+        if "PIXME_MODEL_DEADLINE_S" not in data and "model_deadline_s" not in data and timeout is not None:
+            # A malformed timeout: its own validation names the problem.
+            with contextlib.suppress(TypeError, ValueError):
+                data["model_deadline_s"] = max(90, int(timeout))
+        model = str(data.get("PIXME_MODEL", data.get("model", "")) or DEFAULT_MODEL).strip() or DEFAULT_MODEL
+        spec = data.get("PIXME_MODELS", data.get("models_spec"))
+        if "aliases" not in data and ("models" not in data or spec):
+            aliases = _models(str(spec or ""), model)
+            data["aliases"] = aliases
+            data["models"] = {k: a.model_id for k, a in aliases.items()}
+        elif "aliases" not in data:
+            # Settings made in code (tests) may give only `models`: each alias costs 1.
+            data["aliases"] = {k: ModelAlias(k, v) for k, v in data["models"].items()}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.model_deadline_s < self.model_timeout_s:
+            raise ValueError("PIXME_MODEL_DEADLINE_S must be >= PIXME_MODEL_TIMEOUT_S")
+        if self.app_check != "off" and not self.project_number.isdigit():
+            raise ValueError("PIXME_APP_CHECK needs PIXME_PROJECT_NUMBER (the project's number, digits)")
+        return self
 
     def alias(self, name: str | None) -> ModelAlias:
         """The allowlist entry for `name` (None: the default model)."""
@@ -269,74 +430,60 @@ class Settings:
     def issuer(self) -> str:
         return f"https://securetoken.google.com/{self.token_audience}"
 
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed, validated like the original."""
+        kept = {"models": self.models, "aliases": self.aliases}
+        return type(self).model_validate({**self.model_dump(), **kept, **changes})
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        missing = [
-            n
-            for n in ("GOOGLE_CLOUD_PROJECT", "PIXME_UPLOADS_BUCKET", "PIXME_ASSETS_BUCKET")
-            if not env.get(n, "").strip()
-        ]
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings in `environ` (the process environment by default); a
+        blank variable means its default."""
+        environ = os.environ if environ is None else environ
+        given = {name: environ[name] for name in ENV_VARS if environ.get(name, "").strip()}
+        missing = [name for name in REQUIRED if name not in given]
         if missing:
             raise ConfigError("missing required settings: " + ", ".join(missing))
-        model = env.get("PIXME_MODEL", "").strip() or DEFAULT_MODEL
-        timeout = _int(env, "PIXME_MODEL_TIMEOUT_S", 60)
-        deadline = _int(env, "PIXME_MODEL_DEADLINE_S", max(90, timeout))
-        if deadline < timeout:
-            raise ConfigError("PIXME_MODEL_DEADLINE_S must be >= PIXME_MODEL_TIMEOUT_S")
-        aliases = _models(env.get("PIXME_MODELS", ""), model)
-        max_pixels = _int(env, "PIXME_MAX_UPLOAD_PIXELS", 50_000_000)
-        if max_pixels > PIXEL_CEILING:
-            raise ConfigError(f"PIXME_MAX_UPLOAD_PIXELS must be <= {PIXEL_CEILING}, got {max_pixels}")
-        app_check = _choice(env, "PIXME_APP_CHECK", APP_CHECK_MODES)
-        project_number = env.get("PIXME_PROJECT_NUMBER", "").strip()
-        if app_check != "off" and not project_number.isdigit():
-            raise ConfigError("PIXME_APP_CHECK needs PIXME_PROJECT_NUMBER (the project's number, digits)")
-        return cls(
-            project=env["GOOGLE_CLOUD_PROJECT"].strip(),
-            uploads_bucket=env["PIXME_UPLOADS_BUCKET"].strip(),
-            assets_bucket=env["PIXME_ASSETS_BUCKET"].strip(),
-            model=model,
-            models={k: a.model_id for k, a in aliases.items()},
-            aliases=aliases,
-            model_timeout_s=timeout,
-            model_deadline_s=deadline,
-            retention_days=_int(env, "PIXME_RETENTION_DAYS", 30),
-            url_ttl_s=_int(env, "PIXME_URL_TTL_S", 900, minimum=60),
-            max_upload_bytes=_int(env, "PIXME_MAX_UPLOAD_BYTES", 40 * 1024 * 1024),
-            max_upload_pixels=max_pixels,
-            max_side=_int(env, "PIXME_MAX_SIDE", 1536, minimum=256),
-            max_event_age_s=_int(env, "PIXME_MAX_EVENT_AGE_S", 3600),
-            max_text_chars=_int(env, "PIXME_MAX_TEXT_CHARS", 500),
-            auth_certs_url=env.get("PIXME_AUTH_CERTS_URL", "").strip() or GOOGLE_CERTS_URL,
-            signing_service_account=env.get("PIXME_SIGNING_SERVICE_ACCOUNT", "").strip(),
-            signing_key_file=env.get("PIXME_SIGNING_KEY_FILE", "").strip(),
-            public_storage_url=env.get("PIXME_PUBLIC_STORAGE_URL", "").strip(),
-            log_format=env.get("PIXME_LOG_FORMAT", "").strip() or "json",
-            no_face=_choice(env, "PIXME_NO_FACE", FACE_POLICIES),
-            multiple_faces=_choice(env, "PIXME_MULTIPLE_FACES", FACE_POLICIES),
-            rejected_originals=_choice(env, "PIXME_REJECTED_ORIGINALS", ORIGINAL_POLICIES),
-            upload_url_ttl_s=_bounded(env, "PIXME_UPLOAD_URL_TTL_S", 600, 60, MAX_SIGNED_URL_TTL_S),
-            daily_uploads=_int(env, "PIXME_DAILY_UPLOADS", 20),
-            max_pending_uploads=_int(env, "PIXME_MAX_PENDING_UPLOADS", 3),
-            face_min_score=_bounded(env, "PIXME_FACE_MIN_SCORE", 70, 1, 100),
-            second_face_ratio=_float(env, "PIXME_SECOND_FACE_RATIO", 0.5, 0.05, 1.0),
-            daily_generations=_int(env, "PIXME_DAILY_GENERATIONS", 20, minimum=0),
-            daily_edits=_int(env, "PIXME_DAILY_EDITS", 100, minimum=0),
-            anonymous=_choice(env, "PIXME_ANONYMOUS", ANONYMOUS_POLICIES),
-            anonymous_daily_generations=_int(env, "PIXME_ANONYMOUS_DAILY_GENERATIONS", 3, minimum=0),
-            anonymous_daily_edits=_int(env, "PIXME_ANONYMOUS_DAILY_EDITS", 15, minimum=0),
-            user_max_in_flight=_int(env, "PIXME_USER_MAX_IN_FLIGHT", 2),
-            daily_budget=_int(env, "PIXME_DAILY_BUDGET", 5000, minimum=0),
-            budget_cache_s=_int(env, "PIXME_BUDGET_CACHE_S", 30, minimum=0),
-            app_check=app_check,
-            project_number=project_number,
-            app_check_jwks_url=env.get("PIXME_APP_CHECK_JWKS_URL", "").strip() or APP_CHECK_JWKS_URL,
-            vertexai=env.get("GOOGLE_GENAI_USE_VERTEXAI", "").strip().lower() in _TRUE,
-            location=env.get("GOOGLE_CLOUD_LOCATION", "").strip() or DEFAULT_LOCATION,
-            gemini_base_url=env.get("GOOGLE_GEMINI_BASE_URL", "").strip(),
-            vertex_base_url=env.get("GOOGLE_VERTEX_BASE_URL", "").strip(),
-            # GOOGLE_API_KEY wins when both are set, as in the SDK.
-            api_key=(env.get("GOOGLE_API_KEY", "").strip() or env.get("GEMINI_API_KEY", "").strip()),
-            firebase_project=env.get("PIXME_FIREBASE_PROJECT", "").strip(),
-        )
+        try:
+            return cls.model_validate(given)
+        except ValidationError as err:
+            raise ConfigError("; ".join(_problem(e) for e in err.errors())) from None
+
+
+REQUIRED = ("GOOGLE_CLOUD_PROJECT", "PIXME_UPLOADS_BUCKET", "PIXME_ASSETS_BUCKET")
+
+
+def _env_names(name: str) -> tuple[str, ...]:
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return tuple(str(choice) for choice in alias.choices)
+    return ()
+
+
+# Every variable the functions read, in declaration order.
+ENV_VARS: tuple[str, ...] = tuple(env_name for name in Settings.model_fields for env_name in _env_names(name))
+_SECRET = {"GOOGLE_API_KEY", "GEMINI_API_KEY"}
+
+
+def _problem(error: Any) -> str:
+    """One validation error as an operator reads it: the variable, what is
+    wrong, and the value given (never a secret's)."""
+    name = str(error["loc"][0]) if error.get("loc") else ""
+    shown = "" if name in _SECRET or not name else f", got {error.get('input')!r}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{name}: {message}{shown}" if name else message
+
+
+def settings_table() -> str:
+    """README.md's settings table, from the declarations above."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for field in Settings.model_fields.values():
+        extra = field.json_schema_extra
+        if not isinstance(extra, dict) or "env" not in extra:
+            continue
+        shown = extra.get("shown")
+        if shown is None:
+            default = field.get_default(call_default_factory=True)
+            shown = f"`{default}`" if isinstance(default, str) and default else str(default)
+        rows.append(f"| `{extra['env']}` | {shown} | {field.description} |")
+    return "\n".join(rows) + "\n"

@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -306,9 +306,9 @@ def test_enforce_refuses_a_missing_token(verifier: AppCheckVerifier, issuer: Iss
 
 def test_a_project_number_is_required() -> None:
     with pytest.raises(ConfigError):
-        AppCheckVerifier(replace(settings_for("http://x"), project_number="my-project"))
+        AppCheckVerifier(settings_for("http://x").replace(project_number="my-project"))
 
 
 def test_off_needs_no_project_number() -> None:
-    off = replace(settings_for("http://x", mode="off"), project_number="")
+    off = settings_for("http://x", mode="off").replace(project_number="")
     assert AppCheckVerifier(off).check("anything") is None

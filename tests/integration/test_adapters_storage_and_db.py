@@ -64,7 +64,7 @@ def upload(owner: str, status: str = "pending", expires_in: timedelta = timedelt
 def test_concurrent_registrations_never_admit_more_than_the_limit(settings: Settings, db) -> None:  # type: ignore[no-untyped-def]
     uploads = FirestoreUploads(db)
     owner = f"user.{uuid.uuid4().hex[:8]}@example.com:1"  # Firebase allows such uids
-    limited = replace(settings, daily_uploads=20, max_pending_uploads=3)
+    limited = settings.replace(daily_uploads=20, max_pending_uploads=3)
     outcomes: list[str] = []
 
     def register() -> None:

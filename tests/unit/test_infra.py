@@ -9,7 +9,6 @@ functions get is the one the code reads.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shutil
 import subprocess
@@ -694,7 +693,7 @@ def test_app_defaults_are_the_codes_defaults(tf: Config) -> None:
         sys.path.insert(0, str(FUNCTIONS_DIR))
     from pixme.config import Settings
 
-    code: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Settings)}
+    code: dict[str, Any] = {name: f.default for name, f in Settings.model_fields.items()}
     app_type = tf.variables["app"]["type"]
     attributes = re.findall(r"\b(\w+)\s*=\s*optional\(number", app_type)
     used = {m for _, value in SCOPED_SETTINGS.values() for m in re.findall(r"var\.app\.(\w+)", value)}

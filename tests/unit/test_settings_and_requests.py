@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fakes import settings
@@ -95,16 +97,28 @@ def test_bad_settings_fail_fast(env: dict[str, str]) -> None:
         Settings.from_env({**REQUIRED, **env})
 
 
-def test_every_setting_read_is_declared() -> None:
-    import inspect
+def test_every_setting_is_declared_once_and_the_readme_table_is_made_from_it() -> None:
+    from local.docs import rendered
+    from pixme.config import settings_table
 
-    from pixme import config
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert rendered(readme) == readme, "README.md's settings table drifted: run `make docs`"
+    table = settings_table()
+    for name in ENV_VARS:
+        assert f"`{name}`" in table or f"`{name}` /" in table or f"/ `{name}`" in table, name
+    assert len(ENV_VARS) == len(set(ENV_VARS))
 
-    source = inspect.getsource(config.Settings.from_env)
-    import re
 
-    read = set(re.findall(r'"((?:PIXME|GOOGLE|GEMINI)_[A-Z_]+)"', source))
-    assert read == set(ENV_VARS)
+def test_only_the_declared_variables_are_read() -> None:
+    s = Settings.from_env({**REQUIRED, "PIXME_RETENTION_DAY": "1", "PIXME_MAX_SIDE": "300"})
+    assert s.retention_days == 30 and s.max_side == 300  # a misspelt name is not a setting
+
+
+def test_a_bad_value_is_named_with_what_was_given() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**REQUIRED, "PIXME_MAX_SIDE": "12", "PIXME_NO_FACE": "maybe"})
+    assert "PIXME_MAX_SIDE" in caught.value.message and "'12'" in caught.value.message
+    assert "PIXME_NO_FACE" in caught.value.message and "'maybe'" in caught.value.message
 
 
 @pytest.mark.parametrize(
