@@ -136,7 +136,7 @@ def main() -> int:
         rows: dict[int, dict[str, int]] = {}
         for n in range(1, max(MARKS) + 1):
             OPS.clear()
-            avatars.edit(caller, EditRequest(sid, f"edit number {n}"))
+            avatars.edit(caller, EditRequest(session_id=sid, instruction=f"edit number {n}"))
             clock.advance(seconds=1)
             if n in MARKS:
                 rows[n] = dict(OPS)

@@ -152,7 +152,7 @@ def wire_check(proxy: str, selfie: ImageRef) -> list[str]:
     BODIES.clear()
     sid = avatars.generate(Caller("wire"), GenerateRequest.parse(body, s)).body["session_id"]
     for instruction in EDITS[:3]:
-        avatars.edit(Caller("wire"), EditRequest(sid, instruction))
+        avatars.edit(Caller("wire"), EditRequest(session_id=sid, instruction=instruction))
     problems = []
     for i, sent in enumerate(BODIES):
         config = sent.get("generationConfig", {}).get("imageConfig", {})

@@ -1,21 +1,40 @@
-"""Request bodies of the HTTPS API, validated into typed values.
+"""Requests of the HTTPS API: pydantic models, validated from the wire into typed values.
 
-Every rejection names the field and, where the set is closed, the allowed
-values, so a mobile developer can fix the call from the error alone.
+The same declarations validate what the app sends and describe it in the
+OpenAPI document (`pixme.openapi`). Every rejection is a 400 with one of the
+API's codes (`missing_field`, `invalid_field`, `field_too_long`,
+`unknown_style`), names the field and, where the set is closed, lists the
+allowed values, so a mobile developer can fix the call from the error alone.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
-from typing import Any
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from pixme.config import Settings
 from pixme.errors import InvalidRequest
 from pixme.styles import get_style
 
-# `\Z`, not `$`: `$` also matches before a final newline, so "u1\n" would pass.
+# `\Z`, not `$`: in Python `$` also matches before a final newline, so "u1\n"
+# would pass (pydantic's own patterns run on Rust's regex, where `$` is the end).
 ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # Firestore reserves document ids of this form (and refuses ".", ".." and "/",
 # which ID already excludes).
 RESERVED_ID = re.compile(r"__.*__")
@@ -31,8 +50,10 @@ MAX_CONTEXT = 2000
 MAX_PACK = 6  # styles one `generate` may ask for at once
 MAX_PAGE = 100  # turns one `GET sessions/{id}` page holds
 DEFAULT_PAGE = 50
+DEFAULT_TEXT_CHARS = 500  # PIXME_MAX_TEXT_CHARS's default, for the spec
 # What the app may declare for an upload; ingest judges the bytes anyway.
 UPLOAD_CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/heic", "image/heif")
+_ID_RULE = "must be 1-64 letters, digits, '-' or '_' (not starting and ending with '__')."
 
 
 def valid_id(value: object, field: str) -> str:
@@ -40,199 +61,320 @@ def valid_id(value: object, field: str) -> str:
     `invalid_field` naming `field`. The one check for ids from a path or a body:
     an id ends up in a Firestore document id and a Cloud Storage object name."""
     if not isinstance(value, str) or not ID.match(value) or RESERVED_ID.fullmatch(value):
-        raise InvalidRequest(
-            "invalid_field",
-            f"{field} must be 1-64 letters, digits, '-' or '_' (not starting and ending with '__').",
-            field=field,
-        )
+        raise InvalidRequest("invalid_field", f"{field} {_ID_RULE}", field=field)
     return value
 
 
-def _str(body: dict[str, Any], name: str, required: bool = False, limit: int = 64) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InvalidRequest("invalid_field", f"{name} must be a string.", field=name)
-    if value is not None and FORBIDDEN_CHARS.search(value):
-        raise InvalidRequest("invalid_field", f"{name} must not contain control characters.", field=name)
-    value = (value or "").strip()
-    if not value:
-        if required:
-            raise InvalidRequest("missing_field", f"{name} is required.", field=name)
-        return None
-    if len(value) > limit:
-        raise InvalidRequest("field_too_long", f"{name} must be at most {limit} characters.", field=name)
+# -- field types ---------------------------------------------------------------------
+
+
+def _text(value: Any) -> Any:
+    """A string field as the API reads it: no control characters, surrounding
+    space dropped, blank = absent."""
+    if not isinstance(value, str):
+        return value  # None stays absent; other types fail the str check
+    if FORBIDDEN_CHARS.search(value):
+        raise PydanticCustomError("invalid_field", "must not contain control characters.")
+    return value.strip() or None
+
+
+def _required_text(value: Any) -> Any:
+    value = _text(value)
+    if value is None:
+        raise PydanticCustomError("missing_field", "is required.")
     return value
 
 
-def _id(body: dict[str, Any], name: str, required: bool = True) -> str | None:
-    value = _str(body, name, required)
-    return None if value is None else valid_id(value, name)
-
-
-def _choice(body: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str | None:
-    value = _str(body, name)
-    if value is not None and value not in allowed:
-        raise InvalidRequest(
-            "invalid_field",
-            f"{name} must be one of the allowed values.",
-            field=name,
-            allowed=list(allowed),
-        )
+def _id_value(value: Any) -> Any:
+    # A body id is a string field first: one over 64 characters is too long
+    # before it is malformed.
+    value = _text(value)
+    if isinstance(value, str) and len(value) > 64:
+        raise PydanticCustomError("string_too_long", "too long", {"max_length": 64})
+    if isinstance(value, str) and (not ID.match(value) or RESERVED_ID.fullmatch(value)):
+        raise PydanticCustomError("invalid_field", _ID_RULE)
     return value
 
 
-def resolve_model(settings: Settings, alias: str | None) -> str:
-    if alias is None:
-        return settings.model
-    if alias not in settings.models:
-        raise InvalidRequest(
-            "invalid_field",
-            "model must be one of the allowed values.",
-            field="model",
-            allowed=sorted(settings.models),
+def _listed_id(value: Any) -> Any:
+    """An id inside a list (`references`): exactly an id, nothing trimmed."""
+    if isinstance(value, str) and (not ID.match(value) or RESERVED_ID.fullmatch(value)):
+        raise PydanticCustomError("invalid_field", _ID_RULE)
+    return value
+
+
+def _required_id(value: Any) -> Any:
+    return _id_value(_required_text(value))
+
+
+def _lower(value: Any) -> Any:
+    value = _required_text(value)
+    return value.lower() if isinstance(value, str) else value
+
+
+_IdString = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Text = Annotated[str | None, BeforeValidator(_text)]
+RequiredText = Annotated[str, BeforeValidator(_required_text)]
+Id = Annotated[_IdString | None, BeforeValidator(_id_value)]
+RequiredId = Annotated[_IdString, BeforeValidator(_required_id)]
+ListedId = Annotated[_IdString, BeforeValidator(_listed_id)]
+StyleId = Annotated[str, BeforeValidator(_required_text), StringConstraints(max_length=64)]
+# What a list field must be, in the words of its 400.
+_LIST_RULES = {
+    "references": f"must be a list of at most {MAX_REFERENCES} session ids.",
+    "styles": f"must be a list of 1 to {MAX_PACK} style ids.",
+}
+
+
+class _Request(BaseModel):
+    # Unknown fields are ignored (an older server keeps working with a newer
+    # app); types are strict: 5 is not the id "5", "true" is not a boolean.
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True, populate_by_name=True)
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any], settings: Settings | None = None) -> Self:
+        """Validate a request body (or query) into the model; any problem is one 400."""
+        try:
+            return cls.model_validate(dict(body), context={"settings": settings})
+        except ValidationError as err:
+            raise _first_problem(cls, err) from None
+
+
+def _first_problem(model: type[BaseModel], err: ValidationError) -> InvalidRequest:
+    """The first of pydantic's errors as the API's error: its code, the field
+    (by its wire name) and, for a closed set, the allowed values."""
+    first = err.errors(include_url=False)[0]
+    loc = [str(part) for part in first.get("loc", ()) if not isinstance(part, int)]
+    field = loc[0] if loc else "body"
+    kind, ctx = first["type"], first.get("ctx") or {}
+    if field in _LIST_RULES and len(first.get("loc", ())) == 1:
+        # The list itself (not one of its items) is wrong: its type or its length.
+        return InvalidRequest("invalid_field", f"{field} {_LIST_RULES[field]}", field=field)
+    if kind in ("missing", "missing_field"):
+        return InvalidRequest("missing_field", f"{field} is required.", field=field)
+    if kind == "string_too_long" or (kind == "too_long" and isinstance(first.get("input"), str)):
+        limit = ctx.get("max_length")
+        return InvalidRequest("field_too_long", f"{field} must be at most {limit} characters.", field=field)
+    if kind == "literal_error":
+        allowed = list(_allowed(model, field))
+        return InvalidRequest(
+            "invalid_field", f"{field} must be one of the allowed values.", field=field, allowed=allowed
         )
-    return settings.models[alias]
+    if kind == "invalid_field":
+        return InvalidRequest("invalid_field", f"{field} {first['msg']}", field=field)
+    if kind == "string_pattern_mismatch":
+        return InvalidRequest("invalid_field", f"{field} {_ID_RULE}", field=field)
+    if kind in ("string_type", "list_type", "int_type", "tuple_type"):
+        expected = {"string_type": "a string", "int_type": "an integer"}.get(kind, "a list")
+        return InvalidRequest("invalid_field", f"{field} must be {expected}.", field=field)
+    return InvalidRequest("invalid_field", f"{field}: {first['msg']}.", field=field)
 
 
-def _references(body: dict[str, Any]) -> tuple[str, ...]:
-    """Earlier sessions of the same user whose current avatar guides the likeness."""
-    raw = body.get("references")
-    if raw is None:
-        return ()
-    if not isinstance(raw, list) or len(raw) > MAX_REFERENCES:
-        raise InvalidRequest(
-            "invalid_field",
-            f"references must be a list of at most {MAX_REFERENCES} session ids.",
-            field="references",
-        )
-    return tuple(dict.fromkeys(valid_id(item, "references") for item in raw))
+def _allowed(model: type[BaseModel], wire_name: str) -> tuple[str, ...]:
+    for name, info in model.model_fields.items():
+        if wire_name in (name, info.alias):
+            return tuple(str(v) for v in _literal_values(info.annotation))
+    return ()
 
 
-def _styles(body: dict[str, Any]) -> tuple[str, ...]:
-    """A style pack: 1-MAX_PACK distinct catalog ids, instead of `style`."""
-    raw = body.get("styles")
-    if body.get("style") is not None:
-        raise InvalidRequest("invalid_field", "Send either style or styles, not both.", field="styles")
-    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_PACK:
-        raise InvalidRequest(
-            "invalid_field", f"styles must be a list of 1 to {MAX_PACK} style ids.", field="styles"
-        )
-    ids: list[str] = []
-    for item in raw:
-        value = _str({"styles": item}, "styles", required=True)
-        assert value is not None
-        get_style(value)  # raises with the allowed ids
-        ids.append(value)
-    return tuple(dict.fromkeys(ids))
+def _literal_values(annotation: Any) -> list[Any]:
+    if typing.get_origin(annotation) is Literal:
+        return list(typing.get_args(annotation))
+    values: list[Any] = []
+    for arg in typing.get_args(annotation):
+        values.extend(_literal_values(arg))
+    return values
 
 
-@dataclass(frozen=True)
-class GenerateRequest:
-    upload_id: str
-    style: str
-    model: str
-    model_alias: str | None = None
-    prompt: str | None = None
-    context: str | None = None
-    caption: str | None = None
-    aspect_ratio: str | None = None
-    image_size: str | None = None
-    references: tuple[str, ...] = ()
-    # A style pack (`styles`): one session per style; `style` is then the first.
-    styles: tuple[str, ...] = ()
+def _settings(info: ValidationInfo) -> Settings | None:
+    context = info.context or {}
+    settings = context.get("settings")
+    return settings if isinstance(settings, Settings) else None
+
+
+# -- the requests --------------------------------------------------------------------
+
+
+def _within_text_limit(value: str | None, info: ValidationInfo) -> str | None:
+    """`prompt` and `instruction` are capped by PIXME_MAX_TEXT_CHARS."""
+    settings = _settings(info)
+    limit = settings.max_text_chars if settings else DEFAULT_TEXT_CHARS
+    if value is not None and len(value) > limit:
+        raise PydanticCustomError("string_too_long", "too long", {"max_length": limit})
+    return value
+
+
+class GenerateRequest(_Request):
+    """`POST generate`: a styled avatar of a ready upload, or a style pack."""
+
+    # Before `style`, so a malformed pack is reported as such rather than as a missing style.
+    styles: Annotated[
+        tuple[StyleId, ...],
+        Field(
+            min_length=1,
+            max_length=MAX_PACK,
+            description=f"a style pack: 1-{MAX_PACK} distinct style ids, a session each (instead of `style`)",
+        ),
+    ] = ()
+    style: Annotated[
+        StyleId,
+        Field(description="a style id from `GET sessions/styles`; with `styles`, the pack's first"),
+    ]
+    upload_id: Annotated[RequiredId, Field(description="the ready upload to draw (`POST uploads`)")]
+    model_alias: Annotated[
+        Text,
+        Field(
+            alias="model",
+            max_length=64,
+            description="a model alias from `GET sessions/models`; default: the deployment's default model",
+        ),
+    ] = None
+    prompt: Annotated[
+        Text,
+        Field(
+            description="extra wishes for the picture, at most PIXME_MAX_TEXT_CHARS characters",
+            json_schema_extra={"maxLength": DEFAULT_TEXT_CHARS},
+        ),
+    ] = None
+    context: Annotated[
+        Text, Field(max_length=MAX_CONTEXT, description="what the picture is for: background for the model")
+    ] = None
+    caption: Annotated[
+        Text, Field(max_length=MAX_CAPTION, description="a short text drawn on the picture")
+    ] = None
+    aspect_ratio: Annotated[
+        Literal[ASPECT_RATIOS] | None,  # type: ignore[valid-type]
+        BeforeValidator(_text),
+        Field(description="the picture's shape; default square"),
+    ] = None
+    image_size: Annotated[
+        Literal[IMAGE_SIZES] | None,  # type: ignore[valid-type]
+        BeforeValidator(_text),
+        Field(description="the picture's resolution class"),
+    ] = None
+    references: Annotated[
+        tuple[ListedId, ...],
+        Field(
+            max_length=MAX_REFERENCES,
+            description="up to two earlier sessions of the caller whose current avatar guides the likeness",
+        ),
+    ] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _style_or_styles(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in ("styles", "references"):  # JSON arrays, read as tuples
+            if isinstance(data.get(name), list):
+                data[name] = tuple(data[name])
+        styles = data.get("styles")
+        if styles is not None:
+            if data.get("style") is not None:
+                raise InvalidRequest(
+                    "invalid_field", "Send either style or styles, not both.", field="styles"
+                )
+            if isinstance(styles, tuple) and styles:
+                data["style"] = styles[0]  # validated with the pack
+        return data
+
+    @field_validator("styles")
+    @classmethod
+    def _known_styles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for style in value:
+            get_style(style)  # raises unknown_style with the allowed ids
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("style")
+    @classmethod
+    def _known_style(cls, value: str) -> str:
+        get_style(value)
+        return value
+
+    @field_validator("references")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_fits(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _within_text_limit(value, info)
+
+    @field_validator("model_alias")
+    @classmethod
+    def _allowed_model(cls, value: str | None, info: ValidationInfo) -> str | None:
+        settings = _settings(info)
+        if value is not None and settings is not None and value not in settings.models:
+            raise InvalidRequest(
+                "invalid_field",
+                "model must be one of the allowed values.",
+                field="model",
+                allowed=sorted(settings.models),
+            )
+        return value
 
     def one(self, style: str) -> GenerateRequest:
         """The single-style request for one style of a pack."""
-        return replace(self, style=style, styles=())
+        return self.model_copy(update={"style": style, "styles": ()})
 
+
+class EditRequest(_Request):
+    """`POST edit`: one more turn of a session, by instruction."""
+
+    session_id: Annotated[RequiredId, Field(description="the session to edit")]
+    instruction: Annotated[
+        RequiredText,
+        Field(
+            description="what to change, in words, at most PIXME_MAX_TEXT_CHARS characters",
+            json_schema_extra={"maxLength": DEFAULT_TEXT_CHARS},
+        ),
+    ]
+    from_turn: Annotated[Id, Field(description="edit this turn instead of the head (undo, branch)")] = None
+    if_head: Annotated[
+        Id, Field(description="refuse with 409 `stale_head` unless this turn is still the head")
+    ] = None
+
+    @field_validator("instruction")
     @classmethod
-    def parse(cls, body: dict[str, Any], settings: Settings) -> GenerateRequest:
-        styles = _styles(body) if body.get("styles") is not None else ()
-        style = styles[0] if styles else _str(body, "style", required=True)
-        assert style is not None
-        get_style(style)  # raises with the allowed ids
-        upload_id = _id(body, "upload_id")
-        assert upload_id is not None
-        alias = _str(body, "model")
-        return cls(
-            upload_id=upload_id,
-            style=style,
-            model=resolve_model(settings, alias),
-            model_alias=alias,
-            prompt=_str(body, "prompt", limit=settings.max_text_chars),
-            context=_str(body, "context", limit=MAX_CONTEXT),
-            caption=_str(body, "caption", limit=MAX_CAPTION),
-            aspect_ratio=_choice(body, "aspect_ratio", ASPECT_RATIOS),
-            image_size=_choice(body, "image_size", IMAGE_SIZES),
-            references=_references(body),
-            styles=styles,
-        )
+    def _fits(cls, value: str, info: ValidationInfo) -> str:
+        return _within_text_limit(value, info) or value
 
 
-@dataclass(frozen=True)
-class EditRequest:
-    session_id: str
-    instruction: str
-    from_turn: str | None = None
-    if_head: str | None = None
-
-    @classmethod
-    def parse(cls, body: dict[str, Any], settings: Settings) -> EditRequest:
-        session_id = _id(body, "session_id")
-        instruction = _str(body, "instruction", required=True, limit=settings.max_text_chars)
-        assert session_id is not None and instruction is not None
-        return cls(
-            session_id,
-            instruction,
-            _id(body, "from_turn", required=False),
-            _id(body, "if_head", required=False),
-        )
+def _page_limit(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value.isdigit() or len(value) > 4:
+            raise PydanticCustomError("invalid_field", f"must be a number from 1 to {MAX_PAGE}.")
+        return int(value)
+    return value
 
 
-@dataclass(frozen=True)
-class PageRequest:
+class PageRequest(_Request):
     """`GET sessions/{id}?limit=&page_token=&order=`: one page of turns."""
 
-    limit: int = DEFAULT_PAGE
-    page_token: str | None = None
-    newest_first: bool = False
+    limit: Annotated[
+        int,
+        BeforeValidator(_page_limit),
+        Field(ge=1, le=MAX_PAGE, description=f"turns per page, 1-{MAX_PAGE}"),
+    ] = DEFAULT_PAGE
+    page_token: Annotated[Id, Field(description="the `next_page_token` of the previous page")] = None
+    order: Annotated[
+        Literal["oldest", "newest"],
+        BeforeValidator(lambda v: _text(v) or "oldest"),
+        Field(description="oldest first (the default) or newest first"),
+    ] = "oldest"
 
-    @classmethod
-    def parse(cls, args: Any) -> PageRequest:
-        raw_limit = args.get("limit")
-        limit = DEFAULT_PAGE
-        if raw_limit is not None:
-            if not str(raw_limit).isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
-                raise InvalidRequest(
-                    "invalid_field", f"limit must be a number from 1 to {MAX_PAGE}.", field="limit"
-                )
-            limit = int(raw_limit)
-        token = args.get("page_token")
-        order = args.get("order") or "oldest"
-        if order not in ("oldest", "newest"):
-            raise InvalidRequest(
-                "invalid_field", "order must be one of the allowed values.", field="order",
-                allowed=["oldest", "newest"],
-            )  # fmt: skip
-        return cls(limit, valid_id(token, "page_token") if token else None, order == "newest")
+    @property
+    def newest_first(self) -> bool:
+        return self.order == "newest"
 
 
-@dataclass(frozen=True)
-class UploadRequest:
-    content_type: str
+class UploadRequest(_Request):
+    """`POST uploads`: a ticket for one signed upload."""
 
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> UploadRequest:
-        raw = body.get("content_type")
-        if isinstance(raw, str):
-            body = {**body, "content_type": raw.strip().lower()}
-        content_type = _str(body, "content_type", required=True)
-        assert content_type is not None
-        if content_type not in UPLOAD_CONTENT_TYPES:
-            raise InvalidRequest(
-                "invalid_field",
-                "content_type must be one of the allowed values.",
-                field="content_type",
-                allowed=list(UPLOAD_CONTENT_TYPES),
-            )
-        return cls(content_type)
+    content_type: Annotated[
+        Literal[UPLOAD_CONTENT_TYPES],  # type: ignore[valid-type]
+        BeforeValidator(_lower),
+        Field(description="the photo's type; the PUT must send the same Content-Type"),
+    ]

@@ -47,7 +47,7 @@ class World:
     def upload(self, owner: str = "alice", name: str | None = None, data: bytes | None = None) -> str:
         """An upload as the app makes it: registered, PUT, ingested by the trigger."""
         name = name or ("u1" if owner == "alice" else f"u1-{owner}")
-        upload_id = self.service.start(owner, UploadRequest("image/png"))["upload_id"]
+        upload_id = self.service.start(owner, UploadRequest(content_type="image/png"))["upload_id"]
         self.ids[name] = upload_id
         path = upload_object(owner, upload_id)
         data = png() if data is None else data
@@ -359,14 +359,14 @@ def test_a_session_is_read_in_pages_oldest_or_newest_first(world: World) -> None
         if token is None:
             break
     assert seen == ids
-    newest = world.library.session("alice", sid, PageRequest(limit=2, newest_first=True))
+    newest = world.library.session("alice", sid, PageRequest(limit=2, order="newest"))
     assert [t["turn_id"] for t in newest["turns"]] == ids[::-1][:2]
     assert world.library.session("alice", sid)["next_page_token"] is None
     with pytest.raises(Invalid):
         world.library.session("alice", sid, PageRequest(page_token="t_nope"))
     with pytest.raises(Invalid):
         PageRequest.parse({"limit": "0"})
-    assert PageRequest.parse({"limit": "7", "order": "newest"}) == PageRequest(7, None, True)
+    assert PageRequest.parse({"limit": "7", "order": "newest"}) == PageRequest(limit=7, order="newest")
 
 
 # --- idempotency ------------------------------------------------------------------
@@ -389,7 +389,7 @@ def test_a_key_left_running_by_a_dead_request_is_taken_over(world: World) -> Non
 
 
 def test_the_fingerprint_is_canonical_and_ignores_defaulted_fields(world: World) -> None:
-    from dataclasses import dataclass
+    from pydantic import BaseModel
 
     from pixme.services.avatars import fingerprint
 
@@ -398,18 +398,21 @@ def test_the_fingerprint_is_canonical_and_ignores_defaulted_fields(world: World)
     assert fingerprint("generate", req) != fingerprint("edit", req)
     assert fingerprint("generate", req) != fingerprint("generate", world.request(prompt="add a cap"))
 
-    @dataclass(frozen=True)
-    class Before:
+    class Before(BaseModel):
         session_id: str
         instruction: str
 
-    @dataclass(frozen=True)
-    class After:  # a deploy added a field with a default
+    class After(BaseModel):  # a deploy added a field with a default
         instruction: str
         session_id: str
         strength: float | None = None
 
-    assert fingerprint("edit", Before("s_1", "x")) == fingerprint("edit", After("x", "s_1"))
+    before = Before(session_id="s_1", instruction="x")
+    assert fingerprint("edit", before) == fingerprint("edit", After(instruction="x", session_id="s_1"))
+    # The fingerprint of an edit as the previous deploy computed it (dataclass fields).
+    assert fingerprint("edit", EditRequest.parse({"session_id": "s_1", "instruction": "x"}, world.s)) == (
+        fingerprint("edit", before)
+    )
 
 
 # --- a session does not outlive its selfie --------------------------------------------

@@ -149,8 +149,9 @@ def test_closed_sets_list_the_allowed_values() -> None:
 
 
 def test_model_alias_resolves_through_the_allowlist() -> None:
-    req = GenerateRequest.parse({"upload_id": "u1", "style": "manga", "model": "pro"}, settings())
-    assert req.model == "gemini-3-pro-image"
+    s = settings()
+    req = GenerateRequest.parse({"upload_id": "u1", "style": "manga", "model": "pro"}, s)
+    assert s.alias(req.model_alias).model_id == "gemini-3-pro-image"
 
 
 def test_edit_request_needs_an_instruction() -> None:

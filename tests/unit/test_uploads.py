@@ -24,7 +24,7 @@ class World:
         self.ingest = Ingest(self.s, self.blobs, self.uploads, self.clock)
 
     def start(self, owner: str = "alice", content_type: str = "image/jpeg") -> dict[str, object]:
-        return self.service.start(owner, UploadRequest(content_type))
+        return self.service.start(owner, UploadRequest(content_type=content_type))
 
     def send(self, owner: str, upload_id: str, data: bytes = SELFIE) -> str:
         name = upload_object(owner, upload_id)

@@ -8,7 +8,6 @@ call leaves nothing behind.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import hashlib
 import json
 import logging
@@ -20,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+
+from pydantic import BaseModel
 
 from pixme import logs
 from pixme.api import EditRequest, GenerateRequest
@@ -72,26 +73,13 @@ _MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 LEGACY_WALK = 200  # turns walked for a turn stored without its memory
 
 
-def fingerprint(kind: str, request: Any) -> str:
+def fingerprint(kind: str, request: BaseModel) -> str:
     """The request as canonical JSON (sorted keys, fields at their default
     left out), hashed: a deploy that adds a defaulted field keeps old
-    fingerprints, so retries across it still replay. `model` is left out:
-    it is derived from the alias the client sent and the deployment."""
-    body = {
-        f.name: getattr(request, f.name)
-        for f in dataclasses.fields(request)
-        if f.name != "model" and getattr(request, f.name) != _default(f)
-    }
+    fingerprints, so retries across it still replay."""
+    body = request.model_dump(exclude_defaults=True)
     canonical = json.dumps({"kind": kind, **body}, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _default(f: dataclasses.Field[Any]) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:
-        return f.default_factory()
-    return dataclasses.MISSING
 
 
 def _results(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -242,16 +230,17 @@ class Avatars:
         session_id, turn_id = new_id("s_"), new_id("t_")
         logs.bind(session_id=session_id, turn_id=turn_id)
         reply, ms, charge = self._call(
-            caller, GENERATIONS, alias.cost, req.model, messages, options, style.id
+            caller, GENERATIONS, alias.cost, alias.model_id, messages, options, style.id
         )
 
         now = self.clock.now()
-        turn = self._store_turn(owner, session_id, turn_id, None, req.prompt, req.model, reply, ms, Memory())
+        model_id = alias.model_id
+        turn = self._store_turn(owner, session_id, turn_id, None, req.prompt, model_id, reply, ms, Memory())
         session = Session(
             session_id=session_id,
             owner=owner,
             style=style.id,
-            model=req.model,
+            model=alias.model_id,
             upload_id=req.upload_id,
             selfie_path=selfie_path,
             created_at=now,
