@@ -10,6 +10,7 @@ from cloudevents.http import CloudEvent
 from flask import Request
 
 from pixme import logs, wiring
+from pixme import responses as r
 from pixme.api import EditRequest, GenerateRequest, PageRequest, UploadRequest, valid_id
 from pixme.errors import MethodNotAllowed, NotFound, PixmeError
 from pixme.events import FINALIZED, storage_object
@@ -67,21 +68,21 @@ def _ingest_line(level: int, outcome: str, reason: str | None, message: str, exc
 def uploads(request: Request) -> Response:
     """POST / (a signed upload URL), GET /{upload_id} (its status), DELETE /{upload_id}."""
 
-    def action() -> tuple[int, dict[str, Any]]:
+    def action() -> Outcome:
         parts = [p for p in request.path.split("/") if p]
         if len(parts) > 1:
             raise NotFound("route_not_found", "No such route.")
         if request.method == "POST" and not parts:
             uid = caller(request).uid
             req = UploadRequest.parse(body_of(request))
-            return 201, wiring.upload_service().start(uid, req)
+            return 201, r.UploadTicket.model_validate(wiring.upload_service().start(uid, req))
         if request.method in ("GET", "DELETE") and parts:
             uid = caller(request).uid
             upload_id = valid_id(parts[0], "upload_id")
             service = wiring.upload_service()
             if request.method == "GET":
-                return 200, service.status(uid, upload_id)
-            return 200, service.delete(uid, upload_id)
+                return 200, r.UploadStatus.model_validate(service.status(uid, upload_id))
+            return 200, r.UploadDeleted.model_validate(service.delete(uid, upload_id))
         raise NotFound("route_not_found", "No such route.")
 
     return serve(request, ("POST", "GET", "DELETE"), action)
@@ -93,7 +94,7 @@ def generate(request: Request) -> Response:
         who = caller(request)
         req = GenerateRequest.parse(body_of(request), wiring.settings())
         answer = wiring.avatars().generate(who, req, request.headers.get("Idempotency-Key"))
-        return 201, answer.body, answer.headers
+        return 201, r.avatar_answer(answer.body), answer.headers
 
     return serve(request, ("POST",), action)
 
@@ -104,7 +105,7 @@ def edit(request: Request) -> Response:
         who = caller(request)
         req = EditRequest.parse(body_of(request), wiring.settings())
         answer = wiring.avatars().edit(who, req, request.headers.get("Idempotency-Key"))
-        return 201, answer.body, answer.headers
+        return 201, r.AvatarTurn.model_validate(answer.body), answer.headers
 
     return serve(request, ("POST",), action)
 
@@ -115,27 +116,32 @@ def sessions(request: Request) -> Response:
     sessions), GET or DELETE /{session_id};
     GET /uploads/{upload_id} is kept as an alias of `uploads`' GET."""
 
-    def action() -> tuple[int, dict[str, Any]]:
+    def action() -> Outcome:
         parts = [p for p in request.path.split("/") if p]
         if request.method == "DELETE" and (len(parts) != 1 or parts[0] in ("styles", "models")):
             raise MethodNotAllowed("method_not_allowed", "Only a session can be deleted (DELETE /{id}).")
         if parts == ["styles"]:
             from pixme.services.library import styles
 
-            return 200, styles()
+            return 200, r.StyleCatalog.model_validate(styles())
         if parts == ["models"]:
-            return 200, {"models": model_choices(wiring.settings(), caller(request))}
+            return 200, r.ModelList.model_validate(
+                {"models": model_choices(wiring.settings(), caller(request))}
+            )
         if len(parts) > 2 or (len(parts) == 2 and parts[0] != "uploads"):
             raise NotFound("route_not_found", "No such route.")
         uid = caller(request).uid
         if len(parts) == 2:
-            return 200, wiring.upload_service().status(uid, valid_id(parts[1], "upload_id"))
+            return 200, r.UploadStatus.model_validate(
+                wiring.upload_service().status(uid, valid_id(parts[1], "upload_id"))
+            )
         session_id = valid_id(parts[0], "session_id") if parts else None
         if session_id is None:
-            return 200, wiring.library().sessions_of(uid)
+            return 200, r.SessionList.model_validate(wiring.library().sessions_of(uid))
         if request.method == "DELETE":
-            return 200, wiring.library().delete(uid, session_id)
-        return 200, wiring.library().session(uid, session_id, PageRequest.parse(request.args))
+            return 200, r.SessionDeleted.model_validate(wiring.library().delete(uid, session_id))
+        page = PageRequest.parse(request.args)
+        return 200, r.SessionPage.model_validate(wiring.library().session(uid, session_id, page))
 
     return serve(request, ("GET", "DELETE"), action)
 
@@ -145,16 +151,16 @@ def account(request: Request) -> Response:
     """GET /usage (quotas left), GET /export (everything stored, with signed URLs),
     DELETE / (everything, idempotent and resumable)."""
 
-    def action() -> tuple[int, dict[str, Any]]:
+    def action() -> Outcome:
         parts = [p for p in request.path.split("/") if p]
         who = caller(request)
         service = wiring.accounts()
         if request.method == "GET" and parts == ["usage"]:
-            return 200, service.usage_of(who)
+            return 200, r.Usage.model_validate(service.usage_of(who))
         if request.method == "GET" and parts == ["export"]:
-            return 200, service.export(who)
+            return 200, r.Export.model_validate(service.export(who))
         if request.method == "DELETE" and not parts:
-            return 200, service.delete(who)
+            return 200, r.AccountDeleted.model_validate(service.delete(who))
         raise NotFound("route_not_found", "No such route: GET /usage, GET /export or DELETE /.")
 
     return serve(request, ("GET", "DELETE"), action)
@@ -163,4 +169,6 @@ def account(request: Request) -> Response:
 @functions_framework.http
 def cleanup(request: Request) -> Response:
     """Called by Cloud Scheduler; IAM lets only the scheduler's account invoke it."""
-    return serve(request, ("POST", "GET"), lambda: (200, wiring.cleanup().run()))
+    return serve(
+        request, ("POST", "GET"), lambda: (200, r.CleanupReport.model_validate(wiring.cleanup().run()))
+    )

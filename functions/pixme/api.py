@@ -204,8 +204,19 @@ def _within_text_limit(value: str | None, info: ValidationInfo) -> str | None:
     return value
 
 
+def _style_or_styles_schema(schema: dict[str, Any]) -> None:
+    # `style` is required unless `styles` is sent, and not both.
+    schema["required"] = [name for name in schema.get("required", []) if name != "style"]
+    schema["oneOf"] = [
+        {"required": ["style"], "not": {"required": ["styles"]}},
+        {"required": ["styles"], "not": {"required": ["style"]}},
+    ]
+
+
 class GenerateRequest(_Request):
     """`POST generate`: a styled avatar of a ready upload, or a style pack."""
+
+    model_config = ConfigDict(json_schema_extra=_style_or_styles_schema)
 
     # Before `style`, so a malformed pack is reported as such rather than as a missing style.
     styles: Annotated[

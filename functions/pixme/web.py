@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import IO, Any, NoReturn
 
 from flask import Request
+from pydantic import BaseModel
 
 from pixme import logs, wiring
 from pixme.errors import (
@@ -47,12 +48,16 @@ MAX_INT_DIGITS = 64
 Response = tuple[str, int, dict[str, str]]
 # What an entry point's action gives back: a status and a JSON body, and
 # optionally headers to send with them.
-Outcome = tuple[int, dict[str, Any]] | tuple[int, dict[str, Any], dict[str, str]]
+Outcome = tuple[int, BaseModel] | tuple[int, BaseModel, dict[str, str]]
 
 
-def _json(status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> Response:
+def _json(status: int, body: dict[str, Any] | BaseModel, extra: dict[str, str] | None = None) -> Response:
+    """The one presenter: a response model (or an error's dict) as JSON. A model
+    keeps exactly the fields the service set, each as its declaration says."""
     headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
     headers.update(extra or {})
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json", exclude_unset=True)
     return json.dumps(body), status, headers
 
 

@@ -186,11 +186,7 @@ def _turn_doc(t: Turn, expires_at: datetime) -> dict[str, Any]:
         # Copied from the session so a TTL policy on the turns group agrees.
         "expires_at": expires_at,
         # The lineage's condensed memory: an edit reads this turn, not its ancestors.
-        **(
-            {}
-            if t.memory is None
-            else {"memory": list(t.memory.edits), "memory_dropped": t.memory.dropped}
-        ),
+        **({} if t.memory is None else {"memory": list(t.memory.edits), "memory_dropped": t.memory.dropped}),
     }
 
 
@@ -208,9 +204,7 @@ def _turn(turn_id: str, d: dict[str, Any]) -> Turn:
         usage=dict(d.get("usage") or {}),
         ms=int(d.get("ms") or 0),
         created_at=d["created_at"],
-        memory=(
-            Memory(tuple(d["memory"]), int(d.get("memory_dropped") or 0)) if "memory" in d else None
-        ),
+        memory=(Memory(tuple(d["memory"]), int(d.get("memory_dropped") or 0)) if "memory" in d else None),
     )
 
 

@@ -1,0 +1,280 @@
+"""What the HTTPS API answers: one pydantic model per response body.
+
+The entry points present every answer through its model (`web.serve` writes
+`model_dump(mode="json")`), so a field a service adds or drops without a
+declaration here fails loudly in the tests instead of reaching apps; the
+same models describe the answers in the OpenAPI document (`pixme.openapi`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Answer(BaseModel):
+    # Undeclared fields are refused: the document and the code must not drift.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Timestamp = Annotated[str, Field(description="RFC 3339 UTC time", json_schema_extra={"format": "date-time"})]
+Url = Annotated[
+    str,
+    Field(
+        description="a V4 signed URL, valid for `image_url_expires_in_s`", json_schema_extra={"format": "uri"}
+    ),
+]
+
+
+# -- errors --------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    code: str = Field(description="stable error code (README, 'Error codes'); the app switches on it")
+    message: str = Field(description="for people; may be shown in the app")
+    field: str | None = Field(None, description="the request field at fault (400s)")
+    allowed: list[str] | None = Field(None, description="the allowed values, for a closed set")
+
+
+class ErrorBody(Answer):
+    error: ErrorDetail
+
+
+# -- uploads -------------------------------------------------------------------------
+
+
+class UploadTicket(Answer):
+    upload_id: str
+    status: Literal["pending"]
+    upload_url: Url
+    method: Literal["PUT"]
+    headers: dict[str, str] = Field(
+        description="send exactly these headers with the PUT, and no Authorization"
+    )
+    expires_at: Timestamp = Field(description="when upload_url stops working")
+    max_bytes: int
+
+
+class FaceBox(Answer):
+    x: int
+    y: int
+    w: int
+    h: int
+    score: int = Field(description="the detector's confidence, 0-100")
+
+
+class UploadStatus(Answer):
+    upload_id: str
+    status: Literal["pending", "processing", "ready", "rejected"]
+    content_type: str
+    created_at: Timestamp
+    expires_at: Timestamp
+    upload_url_expires_at: Timestamp | None = None
+    width: int | None = None
+    height: int | None = None
+    face_box: FaceBox | None = None
+    timings_ms: dict[str, int] | None = None
+    reason: str | None = Field(None, description="why it was rejected (an ingest code)")
+    message: str | None = None
+
+
+class UploadDeleted(Answer):
+    upload_id: str
+    deleted: Literal[True]
+    sessions_deleted: int
+    images_deleted: int
+
+
+# -- avatars -------------------------------------------------------------------------
+
+
+class AvatarTurn(Answer):
+    """One image made by generate or edit."""
+
+    session_id: str
+    turn_id: str
+    parent_turn_id: str | None
+    style: str
+    text: str | None = Field(description="what the model said with its image")
+    image_url: Url
+    image_url_expires_in_s: int
+    turn_count: int
+    model: str = Field(description="the model id that answered")
+    model_version: str | None
+    usage: dict[str, int] | None = Field(description="the model's token counts")
+    ms: int = Field(description="the model call's duration")
+    replayed: bool | None = Field(None, description="true when an Idempotency-Key replayed an earlier answer")
+
+
+class PackFailure(Answer):
+    style: str
+    error: ErrorDetail
+
+
+class StylePack(Answer):
+    """A style pack's answer: one result per style, each an avatar or an error."""
+
+    results: list[AvatarTurn | PackFailure]
+    succeeded: int
+    failed: int
+    replayed: bool | None = None
+
+
+# -- sessions ------------------------------------------------------------------------
+
+
+class SessionSummary(Answer):
+    session_id: str
+    style: str
+    model: str
+    upload_id: str
+    head_turn_id: str
+    turn_count: int
+    caption: str | None
+    prompt: str | None
+    aspect_ratio: str | None
+    image_size: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    expires_at: Timestamp
+
+
+class TurnSummary(Answer):
+    turn_id: str
+    parent_turn_id: str | None
+    instruction: str | None
+    text: str | None
+    image_url: Url
+    model_version: str | None
+    ms: int
+    created_at: Timestamp
+
+
+class SessionPage(SessionSummary):
+    turns: list[TurnSummary]
+    next_page_token: str | None = Field(description="pass as page_token for the next page; null on the last")
+
+
+class SessionList(Answer):
+    sessions: list[SessionSummary]
+
+
+class SessionDeleted(Answer):
+    session_id: str
+    deleted: Literal[True]
+    images_deleted: int
+
+
+class StyleInfo(Answer):
+    id: str
+    name: str
+    description: str
+    preview_hint: str
+    fidelity: str = Field(description="how closely the style keeps the face: high, medium or low")
+
+
+class StyleCatalog(Answer):
+    version: int | str
+    styles: list[StyleInfo]
+
+
+class ModelChoice(Answer):
+    alias: str
+    cost: int = Field(description="cost units one image counts against quotas")
+    allowed: bool = Field(description="whether this caller may pick it")
+    default: bool
+
+
+class ModelList(Answer):
+    models: list[ModelChoice]
+
+
+# -- account -------------------------------------------------------------------------
+
+
+class Quota(Answer):
+    limit: int
+    used: int
+    remaining: int
+
+
+class UploadLimits(Answer):
+    daily_limit: int
+    max_pending: int
+
+
+class Usage(Answer):
+    uid: str
+    tier: Literal["anonymous", "signed_in"]
+    day: str
+    reset_in_s: int
+    generations: Quota
+    edits: Quota
+    uploads: UploadLimits
+    max_in_flight: int
+    models: list[ModelChoice]
+
+
+class ExportedUpload(UploadStatus):
+    image_url: Url | None
+    face_url: Url | None
+
+
+class ExportedTurn(Answer):
+    turn_id: str
+    parent_turn_id: str | None
+    instruction: str | None
+    text: str | None
+    model_version: str | None
+    created_at: Timestamp
+    image_url: Url | None
+
+
+class ExportedSession(Answer):
+    session_id: str
+    style: str
+    model: str
+    upload_id: str
+    caption: str | None
+    created_at: Timestamp
+    expires_at: Timestamp
+    turns: list[ExportedTurn]
+
+
+class Export(Answer):
+    uid: str
+    exported_at: Timestamp
+    urls_expire_in_s: int
+    uploads: list[ExportedUpload]
+    sessions: list[ExportedSession]
+    usage: Usage
+
+
+class Removed(Answer):
+    uploads: int
+    sessions: int
+    images: int
+    idempotency_keys: int
+    objects: int
+
+
+class AccountDeleted(Answer):
+    uid: str
+    deleted: Removed
+    complete: bool = Field(description="false: more is left; call again (the deletion resumes)")
+
+
+class CleanupReport(Answer):
+    sessions_deleted: int
+    images_deleted: int
+    uploads_deleted: int
+    idempotency_keys_deleted: int
+    usage_records_deleted: int
+
+
+def avatar_answer(body: dict[str, Any]) -> AvatarTurn | StylePack:
+    """generate's answer: one avatar, or a style pack's results."""
+    return StylePack.model_validate(body) if "results" in body else AvatarTurn.model_validate(body)
