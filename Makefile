@@ -21,18 +21,17 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup demo test unit integration e2e lint up bench check lock clean
 
-# A venv made by another interpreter version is removed, not patched over.
+# A venv is made anew whenever its lock or the interpreter's version changes,
+# so it holds exactly what the lock names, nothing left from an older one.
 define fresh-venv
-	rm -f $(1)/.installed-*
-	[ "$$($(1)/bin/python -c 'import platform; print(platform.python_version())' 2>/dev/null)" = "$(PYVER)" ] \
-		|| rm -rf $(1)
+	rm -rf $(1)
 	$(PYTHON) -m venv $(1)
 endef
 
-# Installs exactly what the hash-locked files name (pip's hash-checking mode),
-# with the pip the interpreter ships, since an upgrade would be the one unhashed
-# download. --no-deps because a lock names every dependency already (and
-# pip < 23.3 rejects a locked package that a dependency asks for with an extra,
+# Installs the hash-locked files (pip's hash-checking mode) with the pip the
+# interpreter ships, since an upgrade would be the one unhashed download.
+# --no-deps because a lock names every dependency already (and pip < 23.3
+# rejects a locked package that a dependency asks for with an extra,
 # google-auth[requests]); `pip check` then proves the lock complete.
 $(VENV_STAMP): requirements.txt
 	$(NEED_PYTHON)
