@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from pixme import logs
 from pixme.config import Settings
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from pixme.services.uploads import Uploads
     from pixme.spending import Spending
 
-T = TypeVar("T")
 _lock = threading.RLock()
 
 
@@ -52,7 +51,7 @@ def settings() -> Settings:
     return s
 
 
-def _once(fn: Callable[[], T]) -> Callable[[], T]:
+def _once[T](fn: Callable[[], T]) -> Callable[[], T]:
     """Like functools.cache, but safe when two threads build the same thing."""
     cached = cache(fn)
 

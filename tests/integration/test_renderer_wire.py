@@ -89,9 +89,9 @@ def server() -> Iterator[Server]:
         pytest.fail(
             f"The offline renderer's virtualenv is missing ({VENV_PYTHON}).\n"
             "Create it from the repo root (or run `make setup`):\n"
-            "  python3 -m venv .venv-renderer\n"
-            "  .venv-renderer/bin/pip install -r local/renderer/requirements.txt\n"
-            "  .venv-renderer/bin/pip install --no-deps mediapipe==0.10.21"
+            "  python3.12 -m venv .venv-renderer\n"
+            "  .venv-renderer/bin/pip install --no-deps -r local/renderer/requirements.txt\n"
+            "  .venv-renderer/bin/pip install --no-deps -r local/renderer/requirements-nodeps.txt"
         )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIXME_RENDERER_SECRET")}
     proc = subprocess.Popen(

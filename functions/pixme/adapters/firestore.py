@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -29,7 +29,6 @@ _OPTIMISTIC_ATTEMPTS = 40
 # longer so a day's figures can still be looked at, then purged (and TTL'd).
 COUNTERS_KEPT = timedelta(days=2)
 _BUDGET_SHARDS = 8
-T = TypeVar("T")
 _TRANSIENT = (
     gexc.ServiceUnavailable,
     gexc.DeadlineExceeded,
@@ -62,7 +61,7 @@ def _purge_expired(col: firestore.CollectionReference, now: datetime, limit: int
 Write = tuple[firestore.DocumentReference, Any, dict[str, Any]]  # (ref, snapshot read, new fields)
 
 
-def _optimistic(
+def _optimistic[T](
     db: firestore.Client,
     refs: Callable[[], list[firestore.DocumentReference]],
     decide: Callable[[list[Any]], tuple[list[Write], T]],
