@@ -274,7 +274,11 @@ resource "google_monitoring_alert_policy" "budget_exhausted" {
 # ratio swings from 0 to 50 % on one failure, and with no traffic it is
 # undefined; a count says how many people were failed, whatever the volume.
 # Each handled 5xx is already an Error Reporting event, so this fires on a
-# burst, not on the first one.
+# burst, not on the first one. It counts the code's own request lines: a
+# request the platform ends first (timeout, out of memory, no instance
+# free) logs none, and shows in Cloud Run's request log and its
+# run.googleapis.com/request_count metric (response_code_class 5xx) instead;
+# counting both here would count each handled 5xx twice.
 resource "google_monitoring_alert_policy" "server_errors" {
   display_name = "Pix Me: 5xx responses"
   combiner     = "OR"
@@ -320,7 +324,9 @@ resource "google_monitoring_alert_policy" "server_errors" {
       unavailable (Firestore, Cloud Storage, Vertex AI), 502 codes a model
       answer the configuration cannot use, 500 a bug or a bad setting. Then:
       wait out or escalate the outage, fix the setting, or roll back a bad
-      deploy by re-running the previous build of main.
+      deploy by re-running the previous build of main. Requests the platform
+      ended itself (timeouts, out of memory) are not counted here: see the
+      function's Cloud Run metrics (request count by response code class).
     EOT
   }
 

