@@ -21,9 +21,8 @@ locals {
   budget_charging_services = [for name, f in local.functions : google_cloudfunctions2_function.fn[name].name if f.calls_model]
   budget_services_clause   = join(" OR ", [for service in local.budget_charging_services : "\"${service}\""])
 
-  # Every function's service, and each function's alone, as filter clauses.
+  # Each function's Cloud Run service, and the HTTPS ones as a filter clause.
   service_of     = { for name, f in local.functions : name => google_cloudfunctions2_function.fn[name].name }
-  all_services   = join(" OR ", [for service in values(local.service_of) : "\"${service}\""])
   https_services = join(" OR ", [for name, f in local.functions : "\"${local.service_of[name]}\"" if f.trigger == "https"])
   log_resource   = "resource.type=\"cloud_run_revision\""
 
