@@ -32,7 +32,14 @@ resource "google_cloudfunctions2_function" "fn" {
     ingress_settings                 = each.value.ingress
     all_traffic_on_latest_revision   = true
     service_account_email            = google_service_account.sa[each.value.identity].email
-    environment_variables            = local.function_env[each.key]
+    # THREADS: the Functions Framework serves requests on that many gunicorn
+    # threads (by default 4 per CPU, whatever the concurrency). Where an
+    # instance takes several requests it is set to that concurrency, so 8
+    # model calls wait side by side rather than 4 running and 4 queued.
+    environment_variables = merge(
+      local.function_env[each.key],
+      each.value.concurrency > 1 ? { THREADS = tostring(each.value.concurrency) } : {},
+    )
   }
 
   # Only on_upload has an event trigger; the others are plain HTTPS functions.

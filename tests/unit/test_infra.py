@@ -595,7 +595,12 @@ def test_sessions_deletes_avatars_but_cannot_write(tf: Config, specs: dict[str, 
 
 def test_every_function_gets_the_pixme_environment(tf: Config) -> None:
     service = block(tf.resource("google_cloudfunctions2_function", "fn"), "service_config")
-    assert service["environment_variables"] == "${local.function_env[each.key]}"
+    assert service["environment_variables"] == (
+        "${merge(local.function_env[each.key], each.value.concurrency > 1 ? "
+        "{THREADS = tostring(each.value.concurrency)} : {})}"
+    )
+    # The Functions Framework's gunicorn threads match the instance's concurrency.
+    assert service["max_instance_request_concurrency"] == "${each.value.concurrency}"
     envs = function_envs(tf)
     assert set(envs) == FUNCTIONS
     for name, env in envs.items():
