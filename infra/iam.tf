@@ -226,10 +226,12 @@ resource "google_storage_bucket_iam_member" "build_reads_source" {
 # artifactregistry.repositories.{upload,download,delete}Artifacts,
 # logging.logEntries.create, source.repos.get and storage.objects.get. Logs
 # and Artifact Registry are granted above (project_roles: build_writes_logs,
-# build_pushes_images); storage.objects.get on the whole project would let
-# the build read every selfie, so the read is granted here with a condition
-# that limits it to that one bucket. The bucket only appears at the first
-# deploy, so it cannot be granted on the bucket itself beforehand.
+# build_pushes_images; Artifact Registry Writer uploads and downloads but
+# does not delete images, and no source repository is used);
+# storage.objects.get on the whole project would let the build read every
+# selfie, so the read is granted here with a condition that limits it to
+# that one bucket. The bucket only appears at the first deploy, so it cannot
+# be granted on the bucket itself beforehand.
 resource "google_project_iam_member" "build_reads_function_sources" {
   project = var.project_id
   role    = "roles/storage.objectViewer"
