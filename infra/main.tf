@@ -100,6 +100,18 @@ locals {
   # on_upload: decodes a full-size phone photo in memory, CPU-bound: 1Gi and
   # a whole vCPU for one upload at a time.
   # cleanup: one run a day, alone: one instance, one request.
+  #
+  # Timeouts: generate and edit 120 s, above the model's deadline (90 s by
+  # default; a precondition in functions.tf keeps it below), so the code
+  # always answers before the platform cuts the request. sessions 30 s and
+  # uploads 60 s: a page of reads and signatures, or one upload's deletion.
+  # account 300 s: a bounded slice of an export or deletion (then
+  # complete=false). on_upload 180 s: one decode, face check and write, with
+  # room for retries of storage calls. cleanup 900 s: its bounded batches
+  # (Cloud Scheduler waits at most 30 minutes).
+  # The fixed instance bounds (20, 10, 1) are capacity for bursts of light
+  # requests: 20 instances x 20 requests for sessions and uploads, 20 uploads
+  # ingested at once, 10 x 10 account calls; none of them spends budget.
   model_call_s         = 60
   budget_peak_window_s = 3600
   model_concurrency    = 8
