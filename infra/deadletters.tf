@@ -66,7 +66,7 @@ locals {
     # Attach the dead-letter topic to on_upload's Eventarc subscription (infra/deadletters.tf).
     sub="$(gcloud eventarc triggers describe '${element(split("/", local.upload_trigger), 5)}' --project '${var.project_id}' --location '${var.region}' --format 'value(transport.pubsub.subscription)')"
     test -n "$sub"
-    gcloud pubsub subscriptions add-iam-policy-binding "$sub" --project '${var.project_id}' --member 'serviceAccount:${google_project_service_identity.pubsub.email}' --role roles/pubsub.subscriber --condition None --quiet > /dev/null
+    gcloud pubsub subscriptions add-iam-policy-binding "$sub" --project '${var.project_id}' --member 'serviceAccount:${google_project_service_identity.pubsub.email}' --role roles/pubsub.subscriber --quiet > /dev/null
     gcloud pubsub subscriptions update "$sub" --project '${var.project_id}' --dead-letter-topic '${google_pubsub_topic.upload_dead_letters.id}' --max-delivery-attempts ${local.upload_dead_letter_attempts}
     echo "dead letters of $sub go to ${google_pubsub_topic.upload_dead_letters.id}"
   EOT

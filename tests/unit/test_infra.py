@@ -1453,6 +1453,8 @@ def test_dead_letters_are_wired_to_the_upload_trigger(tf: Config, tmp_path: Path
     assert grant.startswith(f"pubsub subscriptions add-iam-policy-binding {subscription} ")
     assert "--member serviceAccount:service-42@gcp-sa-pubsub.iam.gserviceaccount.com" in grant
     assert "--role roles/pubsub.subscriber" in grant
+    # The GA command has no --condition flag (subscriptions take no conditions).
+    assert "--condition" not in grant
     assert update.startswith(f"pubsub subscriptions update {subscription} ")
     assert f"--dead-letter-topic {dead_letter_topic}" in update
     attempts = int(re.search(r"--max-delivery-attempts (\d+)", update).group(1))  # type: ignore[union-attr]
