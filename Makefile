@@ -98,3 +98,16 @@ docs: $(VENV_STAMP)
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
+
+# The infrastructure scanners (requirements-scan.txt) have an environment of
+# their own: checkov pins many packages that must not decide .venv's. The
+# unit tests run them (tests/unit/test_infra_scan.py), so whatever runs those
+# tests needs it.
+SVENV := .venv-scan
+$(SVENV)/.installed: requirements-scan.txt
+	$(PYTHON) -m venv $(SVENV)
+	$(SVENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SVENV)/bin/python -m pip install --quiet -r requirements-scan.txt
+	touch $@
+
+setup unit: $(SVENV)/.installed

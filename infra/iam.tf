@@ -126,6 +126,7 @@ data "google_storage_project_service_account" "gcs" {
 }
 
 resource "google_project_iam_member" "project" {
+  #checkov:skip=CKV_GCP_49:Flags eventarc_agent: roles/eventarc.serviceAgent granted to the Eventarc service agent itself, as Eventarc requires; no user or runtime account gets a role that manages or impersonates service accounts.
   for_each = local.project_roles
 
   project = var.project_id
@@ -216,6 +217,31 @@ resource "google_storage_bucket_iam_member" "build_reads_source" {
   bucket = google_storage_bucket.source.name
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.sa["build"].email}"
+}
+
+# Cloud Functions copies the deployed source into its own bucket,
+# gcf-v2-sources-PROJECT_NUMBER-REGION (or ...-REGION-<CMEK hash>), and the
+# build reads it from there. Cloud Run's build-service-account page documents
+# Cloud Run Builder (roles/run.builder) on the project for this account:
+# artifactregistry.repositories.{upload,download,delete}Artifacts,
+# logging.logEntries.create, source.repos.get and storage.objects.get. Logs
+# and Artifact Registry are granted above (project_roles: build_writes_logs,
+# build_pushes_images; Artifact Registry Writer uploads and downloads but
+# does not delete images, and no source repository is used);
+# storage.objects.get on the whole project would let the build read every
+# selfie, so the read is granted here with a condition that limits it to
+# that one bucket. The bucket only appears at the first deploy, so it cannot
+# be granted on the bucket itself beforehand.
+resource "google_project_iam_member" "build_reads_function_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = "serviceAccount:${google_service_account.sa["build"].email}"
+
+  condition {
+    title       = "gcf-v2-sources only"
+    description = "The bucket Cloud Functions copies deployed source into; nothing else in the project."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}\")"
+  }
 }
 
 # The first apply on a fresh project used to fail until a second one: the

@@ -74,20 +74,56 @@ locals {
     }
   }
 
-  # min_instances 0 everywhere: no always-on cost. max_instances bounds spend.
-  # A full-size phone photo is decoded in memory, hence 1Gi and a whole CPU for ingest.
-  # uploads' DELETE removes an upload with its sessions' images, one object at a time.
-  # account's export signs one URL per image (an IAM call each) and its DELETE
-  # works through up to 1000 sessions and 1000 uploads; it answers
-  # complete=false past that, and a retry resumes. It is rarely called, so a
-  # smaller instance bound is enough.
+  # Sizing, per function. min_instances 0 everywhere: nothing runs, or costs,
+  # when idle. A concurrency above 1 needs a whole vCPU (the precondition in
+  # functions.tf); below that Cloud Run serves one request at a time.
+  #
+  # generate, edit: a request spends 10-60 s waiting on the model and well
+  # under a second of CPU (decoding the selfie, encoding the avatar), so one
+  # vCPU serves several at once: concurrency 8 instead of one request per
+  # third of a vCPU (the 512Mi "auto" size). Each request holds a few decoded
+  # images (a 1536 px RGBA picture is ~9 MiB), hence 1Gi for 8 of them plus
+  # the Python runtime and client libraries (~200 MiB).
+  #   max_instances is a capacity bound derived from the daily budget (the
+  #   spend bound is the budget itself, enforced in code): enough instances
+  #   for the whole day's budget to be spent within budget_peak_window_s at
+  #   the longest model call (model_call_s), i.e.
+  #     ceil(daily_budget * model_call_s / budget_peak_window_s / concurrency)
+  #   = ceil(5000 * 60 / 3600 / 8) = 11 with the defaults, between 1 and 100.
+  #   Each of generate and edit gets it: either may spend the whole budget.
+  # sessions, uploads: short Firestore reads and writes plus an IAM signBlob
+  # call per signed URL, all network waits: one vCPU, 20 requests at once.
+  # account: export signs one URL per image (an IAM call each), DELETE works
+  # through up to 1000 sessions and 1000 uploads (it answers complete=false
+  # past that, and a retry resumes): long, network-bound, rarely called, so
+  # 10 at once on one vCPU and a smaller instance bound.
+  # on_upload: decodes a full-size phone photo in memory, CPU-bound: 1Gi and
+  # a whole vCPU for one upload at a time.
+  # cleanup: one run a day, alone: one instance, one request.
+  #
+  # Timeouts: generate and edit 120 s, above the model's deadline (90 s by
+  # default; a precondition in functions.tf keeps it below), so the code
+  # always answers before the platform cuts the request. sessions 30 s and
+  # uploads 60 s: a page of reads and signatures, or one upload's deletion.
+  # account 300 s: a bounded slice of an export or deletion (then
+  # complete=false). on_upload 180 s: one decode, face check and write, with
+  # room for retries of storage calls. cleanup 900 s: its bounded batches
+  # (Cloud Scheduler waits at most 30 minutes).
+  # The fixed instance bounds (20, 10, 1) are capacity for bursts of light
+  # requests: 20 instances x 20 requests for sessions and uploads, 20 uploads
+  # ingested at once, 10 x 10 account calls; none of them spends budget.
+  model_call_s         = 60
+  budget_peak_window_s = 3600
+  model_concurrency    = 8
+  model_max_instances  = max(1, min(100, ceil(var.app.daily_budget * local.model_call_s / local.budget_peak_window_s / local.model_concurrency)))
+
   function_defaults = {
     on_upload = { memory = "1Gi", cpu = "1", timeout_s = 180, min_instances = 0, max_instances = 20, concurrency = 1 }
-    generate  = { memory = "512Mi", cpu = null, timeout_s = 120, min_instances = 0, max_instances = 20, concurrency = 1 }
-    edit      = { memory = "512Mi", cpu = null, timeout_s = 120, min_instances = 0, max_instances = 20, concurrency = 1 }
-    sessions  = { memory = "512Mi", cpu = null, timeout_s = 30, min_instances = 0, max_instances = 20, concurrency = 1 }
-    uploads   = { memory = "512Mi", cpu = null, timeout_s = 60, min_instances = 0, max_instances = 20, concurrency = 1 }
-    account   = { memory = "512Mi", cpu = null, timeout_s = 300, min_instances = 0, max_instances = 10, concurrency = 1 }
+    generate  = { memory = "1Gi", cpu = "1", timeout_s = 120, min_instances = 0, max_instances = local.model_max_instances, concurrency = local.model_concurrency }
+    edit      = { memory = "1Gi", cpu = "1", timeout_s = 120, min_instances = 0, max_instances = local.model_max_instances, concurrency = local.model_concurrency }
+    sessions  = { memory = "512Mi", cpu = "1", timeout_s = 30, min_instances = 0, max_instances = 20, concurrency = 20 }
+    uploads   = { memory = "512Mi", cpu = "1", timeout_s = 60, min_instances = 0, max_instances = 20, concurrency = 20 }
+    account   = { memory = "512Mi", cpu = "1", timeout_s = 300, min_instances = 0, max_instances = 10, concurrency = 10 }
     cleanup   = { memory = "512Mi", cpu = null, timeout_s = 900, min_instances = 0, max_instances = 1, concurrency = 1 }
   }
 
@@ -218,7 +254,9 @@ locals {
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
-    # The budget_exhausted metric and its alert (monitoring.tf).
+    # The log-based metrics and alert policies (monitoring.tf), and the
+    # billing budget (budget.tf).
+    "billingbudgets.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",

@@ -32,3 +32,13 @@ output "source_object" {
   description = "Deployed source archive; its name changes with the code."
   value       = "gs://${google_storage_bucket.source.name}/${google_storage_bucket_object.functions_source.name}"
 }
+
+output "upload_dead_letter_setup" {
+  description = "Shell script (gcloud) that attaches the dead-letter topic to on_upload's Eventarc subscription, which Terraform cannot manage (deadletters.tf). Run after every apply: terraform output -raw upload_dead_letter_setup | bash"
+  value       = local.upload_dead_letter_setup
+}
+
+output "upload_dead_letters" {
+  description = "Subscription that keeps on_upload's dead-lettered storage events for 7 days (read with gcloud pubsub subscriptions pull)."
+  value       = google_pubsub_subscription.upload_dead_letters.id
+}

@@ -336,12 +336,51 @@ variable "force_destroy_buckets" {
 }
 
 variable "alert_notification_channels" {
-  description = "Cloud Monitoring notification channels (projects/PROJECT/notificationChannels/ID) that the budget_exhausted alert notifies. Empty: the alert opens incidents in the console only."
+  description = "Cloud Monitoring notification channels (projects/PROJECT/notificationChannels/ID) that every alert policy (monitoring.tf, deadletters.tf) and the billing budget notify. Empty: alerts open incidents in the console only."
   type        = list(string)
   default     = []
 
   validation {
     condition     = alltrue([for channel in var.alert_notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", channel))])
     error_message = "alert_notification_channels must be full names: projects/PROJECT/notificationChannels/ID."
+  }
+
+  validation {
+    # A billing budget notifies at most 5 Monitoring channels.
+    condition     = length(var.alert_notification_channels) <= 5
+    error_message = "alert_notification_channels may name at most 5 channels (the billing budget's limit)."
+  }
+}
+
+variable "billing_account" {
+  description = "Cloud Billing account id (XXXXXX-XXXXXX-XXXXXX) that pays for the project. Set it to create a billing budget with alerts (budget.tf); empty: no budget. The applying identity needs Billing Account Costs Manager on it."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.billing_account == "" || can(regex("^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$", var.billing_account))
+    error_message = "billing_account must be empty or a billing account id such as 012345-6789AB-CDEF01 (without billingAccounts/)."
+  }
+}
+
+variable "billing_budget_amount" {
+  description = "Monthly amount of the billing budget, in whole units of billing_budget_currency. Alerts at 50, 90 and 100 % of it, and when the month is forecast to pass it."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = floor(var.billing_budget_amount) == var.billing_budget_amount && var.billing_budget_amount >= 1
+    error_message = "billing_budget_amount must be a whole number of at least 1."
+  }
+}
+
+variable "billing_budget_currency" {
+  description = "Currency of billing_budget_amount (ISO 4217, e.g. EUR). Null: the billing account's currency, the only one it accepts."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.billing_budget_currency == null ? true : can(regex("^[A-Z]{3}$", var.billing_budget_currency))
+    error_message = "billing_budget_currency must be a three-letter currency code such as EUR, or null."
   }
 }

@@ -204,10 +204,13 @@ def specs(tf: Config) -> dict[str, dict[str, Any]]:
     return value
 
 
-def project_roles(tf: Config) -> list[str]:
-    """Roles granted at project level, resolving for_each over a local map."""
+def project_roles(tf: Config, conditional: bool = True) -> list[str]:
+    """Roles granted at project level, resolving for_each over a local map
+    (without the grants limited by an IAM condition unless `conditional`)."""
     roles: list[str] = []
     for name, body in tf.resources("google_project_iam_member").items():
+        if "condition" in body and not conditional:
+            continue
         role = body["role"]
         if role == "${each.value.role}":
             entries = tf.locals[local_name(body["for_each"])]
@@ -411,9 +414,13 @@ def test_no_authoritative_project_iam(tf: Config) -> None:
 
 
 def test_no_storage_role_at_project_level(tf: Config) -> None:
-    roles = project_roles(tf)
+    roles = project_roles(tf, conditional=False)
     assert roles
     assert not [r for r in roles if r.startswith("roles/storage.")]
+    # The one conditional grant is the build's read of Cloud Functions' own
+    # source bucket (test_the_build_reads_only_the_function_sources_bucket).
+    conditional = [n for n, b in tf.resources("google_project_iam_member").items() if "condition" in b]
+    assert conditional == ["build_reads_function_sources"]
 
 
 def test_storage_roles_are_bucket_scoped_object_roles(tf: Config) -> None:
@@ -587,7 +594,12 @@ def test_sessions_deletes_avatars_but_cannot_write(tf: Config, specs: dict[str, 
 
 def test_every_function_gets_the_pixme_environment(tf: Config) -> None:
     service = block(tf.resource("google_cloudfunctions2_function", "fn"), "service_config")
-    assert service["environment_variables"] == "${local.function_env[each.key]}"
+    assert service["environment_variables"] == (
+        "${merge(local.function_env[each.key], each.value.concurrency > 1 ? "
+        "{THREADS = tostring(each.value.concurrency)} : {})}"
+    )
+    # The Functions Framework's gunicorn threads match the instance's concurrency.
+    assert service["max_instance_request_concurrency"] == "${each.value.concurrency}"
     envs = function_envs(tf)
     assert set(envs) == FUNCTIONS
     for name, env in envs.items():
@@ -775,15 +787,65 @@ def test_app_validation_refuses_what_the_code_would(tmp_path: Path, app: str, me
 # --- sizing ----------------------------------------------------------------
 
 
+def resolve(tf: Config, value: Any) -> Any:
+    """A default that names a plain local (`${local.x}`), resolved once."""
+    if isinstance(value, str) and re.fullmatch(r"\$\{local\.\w+\}", value):
+        return tf.locals[local_name(value)]
+    return value
+
+
 def test_sizing_defaults_scale_to_zero_and_are_bounded(tf: Config) -> None:
     defaults = tf.locals["function_defaults"]
     assert set(defaults) == FUNCTIONS
     assert all(d["min_instances"] == 0 for d in defaults.values())
-    assert all(1 <= d["max_instances"] <= 100 for d in defaults.values())
+    fixed = {name: d["max_instances"] for name, d in defaults.items() if name not in ("generate", "edit")}
+    assert all(1 <= m <= 100 for m in fixed.values()), fixed
     assert defaults["on_upload"]["memory"] == "1Gi"
     for name in ("generate", "edit"):
-        assert defaults[name]["memory"] == "512Mi"
         assert defaults[name]["timeout_s"] == 120
+        # Waiting 10-60 s on the model: a whole vCPU serving 4-8 at once, and
+        # memory for that many requests' images.
+        assert defaults[name]["cpu"] == "1" and defaults[name]["memory"] == "1Gi"
+        assert 4 <= resolve(tf, defaults[name]["concurrency"]) <= 8
+        assert defaults[name]["max_instances"] == "${local.model_max_instances}"
+    # The light, network-bound APIs serve many requests per instance.
+    for name in ("sessions", "uploads", "account"):
+        assert defaults[name]["cpu"] == "1" and defaults[name]["concurrency"] >= 10, name
+    # CPU-bound ingest and the single daily cleanup: one request at a time.
+    assert defaults["on_upload"]["concurrency"] == 1 and defaults["cleanup"]["concurrency"] == 1
+    # Every concurrency above 1 comes with a whole CPU (the precondition holds for the defaults).
+    for name, d in defaults.items():
+        assert resolve(tf, d["concurrency"]) == 1 or d["cpu"] == "1", name
+
+
+def sizing_plan(tf: Config, tmp_path: Path, daily_budget: int) -> int:
+    """model_max_instances as Terraform computes it from main.tf's locals."""
+    names = ("model_call_s", "budget_peak_window_s", "model_concurrency", "model_max_instances")
+    body = "\n".join(f"  {n} = {unexpression(tf.locals[n])}" for n in names)
+    (tmp_path / "sizing.tf").write_text(
+        f'locals {{\n{body}\n}}\noutput "max" {{ value = local.model_max_instances }}\n'
+    )
+    result = plan_variables(tmp_path, f"{{daily_budget={daily_budget}}}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    match = re.search(r"\+ max\s+=\s+(\d+)", result.stdout)
+    assert match, result.stdout
+    return int(match.group(1))
+
+
+def unexpression(value: Any) -> str:
+    """HCL source of a parsed attribute: `${expr}` back to expr."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\$\{(.*)\}", value, re.S)
+        return match.group(1) if match else f'"{value}"'
+    return str(value)
+
+
+@pytest.mark.parametrize(("daily_budget", "expected"), [(5000, 11), (0, 1), (100, 1), (10000000, 100)])
+def test_model_max_instances_follow_the_daily_budget(
+    tf: Config, tmp_path: Path, daily_budget: int, expected: int
+) -> None:
+    # ceil(budget * longest call / peak window / concurrency), between 1 and 100.
+    assert sizing_plan(tf, tmp_path, daily_budget) == expected
 
 
 def test_model_time_budget_is_checked_against_the_function_timeout(tf: Config, specs: dict[str, Any]) -> None:
@@ -1112,3 +1174,416 @@ def test_models_with_fallbacks_pass_validation(tmp_path: Path) -> None:
     result = plan_variables(tmp_path, f'{{models="{deployed}"}}')
     assert result.returncode == 0, result.stdout + result.stderr
     assert plan_variables(tmp_path, '{models="flash=a||b"}').returncode != 0
+
+
+# --- operations: log-based metrics and alerts --------------------------------
+
+# The events of the structured log contract (jsonPayload.event), and the
+# functions (Cloud Run services) that write each.
+CONTRACT_EVENTS = {
+    "request",
+    "generation",
+    "model_not_found",
+    "quota_exceeded",
+    "budget_exhausted",
+    "ingest",
+    "cleanup",
+}
+METRIC_TYPE = re.compile(
+    r"logging\.googleapis\.com/user/\$\{google_logging_metric\.(\w+)(?:\[\"(\w+)\"\])?\.name\}"
+)
+PROMQL_METRIC = re.compile(r"google_logging_metric\.(\w+)(?:\[\"(\w+)\"\])?\.name")
+
+
+def metric_filter(tf: Config, key: str) -> str:
+    """The full filter of one metric of the events map, as Terraform builds it."""
+    spec = tf.locals["event_metrics"][key]
+    template = tf.resource("google_logging_metric", "events")["filter"]
+    assert template == (
+        "${local.log_resource} AND resource.labels.service_name=(${each.value.services})"
+        " AND ${each.value.filter}"
+    )
+    return f'resource.type="cloud_run_revision" AND service_name=({spec["services"]}) AND {spec["filter"]}'
+
+
+def alert_policies(tf: Config) -> dict[str, dict[str, Any]]:
+    return tf.resources("google_monitoring_alert_policy")
+
+
+def test_every_metric_counts_an_event_of_the_logging_contract(tf: Config) -> None:
+    assert tf.locals["log_resource"] == 'resource.type="cloud_run_revision"'
+    events = tf.locals["event_metrics"]
+    assert set(events) == {
+        "generations", "refusals", "server_errors", "quota_exceeded", "ingest_rejections",
+        "model_not_found", "cleanup_runs",
+    }  # fmt: skip
+    counted = set()
+    for key in events:
+        found = re.findall(r'jsonPayload\.event="(\w+)"', metric_filter(tf, key))
+        assert len(found) == 1, key
+        counted.add(found[0])
+    for name in ("model_latency", "generation_cost", "budget_exhausted"):
+        metric = tf.resource("google_logging_metric", name)
+        resource, _, rest = metric["filter"].partition(" AND ")
+        assert resource in ('resource.type="cloud_run_revision"', "${local.log_resource}"), name
+        assert rest.startswith("resource.labels.service_name=("), name
+        counted.update(re.findall(r'jsonPayload\.event="(\w+)"', metric["filter"]))
+    assert counted == CONTRACT_EVENTS
+    # Each event is read from the services that write it.
+    assert events["ingest_rejections"]["services"] == '"${local.service_of["on_upload"]}"'
+    assert events["cleanup_runs"]["services"] == '"${local.service_of["cleanup"]}"'
+    assert events["server_errors"]["services"] == "${local.https_services}"
+    for key in ("generations", "refusals", "model_not_found"):
+        assert events[key]["services"] == "${local.budget_services_clause}", key
+
+
+def test_metrics_are_split_by_what_the_issue_asks(tf: Config) -> None:
+    events = tf.locals["event_metrics"]
+    # refusals by code, ingest rejections by reason, quota hits by quota.
+    assert events["refusals"]["labels"]["code"] == "code"
+    assert 'jsonPayload.outcome="refused"' in events["refusals"]["filter"]
+    assert events["ingest_rejections"]["labels"] == {"reason": "reason"}
+    assert 'jsonPayload.outcome="rejected"' in events["ingest_rejections"]["filter"]
+    assert events["quota_exceeded"]["labels"] == {"quota": "quota"}
+    assert "jsonPayload.status>=500" in events["server_errors"]["filter"]
+    assert events["cleanup_runs"]["labels"] == {"outcome": "outcome"}
+    # Every label is extracted from the field of the same line, and declared.
+    metric = tf.resource("google_logging_metric", "events")
+    assert "EXTRACT(jsonPayload.${field})" in metric["label_extractors"]
+    descriptor = block(metric, "metric_descriptor")
+    assert (descriptor["metric_kind"], descriptor["value_type"]) == ("DELTA", "INT64")
+    labels = descriptor["dynamic"][0]["labels"]
+    assert labels["for_each"] == "${each.value.labels}"
+
+
+def test_model_latency_and_cost_are_distributions_of_the_generation_line(tf: Config) -> None:
+    latency = tf.resource("google_logging_metric", "model_latency")
+    assert latency["value_extractor"] == "EXTRACT(jsonPayload.latency_ms)"
+    descriptor = block(latency, "metric_descriptor")
+    assert (descriptor["value_type"], descriptor["unit"]) == ("DISTRIBUTION", "ms")
+    declared = {label["key"] for label in descriptor["labels"]}
+    assert declared == set(latency["label_extractors"]) == {"kind", "model", "outcome"}
+    buckets = block(block(latency, "bucket_options"), "exponential_buckets")
+    # The buckets reach past the longest model call (model_timeout_s, 60 s).
+    top = buckets["scale"] * buckets["growth_factor"] ** buckets["num_finite_buckets"]
+    assert buckets["scale"] <= 1000 and top > 60_000 * 2
+
+    cost = tf.resource("google_logging_metric", "generation_cost")
+    assert cost["value_extractor"] == "EXTRACT(jsonPayload.cost)"
+    assert block(cost, "metric_descriptor")["value_type"] == "DISTRIBUTION"
+    assert 'jsonPayload.event="generation"' in cost["filter"]
+
+
+def referenced_metrics(tf: Config, policy: dict[str, Any]) -> set[tuple[str, str | None]]:
+    text = " ".join(strings(policy["conditions"]))
+    found = {(m.group(1), m.group(2)) for m in METRIC_TYPE.finditer(text)}
+    for local in re.findall(r"\$\{local\.(promql_\w+)\}", text):
+        match = PROMQL_METRIC.search(tf.locals[local])
+        assert match, local
+        found.add((match.group(1), match.group(2)))
+    return found
+
+
+def test_alerts_use_metrics_that_exist(tf: Config) -> None:
+    metrics = tf.resources("google_logging_metric")
+    keys = set(tf.locals["event_metrics"])
+    used = set()
+    for name, policy in alert_policies(tf).items():
+        if name == "upload_dead_letters":
+            continue  # a Pub/Sub metric (test_dead_letters_...)
+        refs = referenced_metrics(tf, policy)
+        assert refs, f"{name} counts no log-based metric"
+        for resource, key in refs:
+            assert resource in metrics, (name, resource)
+            assert key is None or key in keys, (name, key)
+        used |= refs
+    assert used == {
+        ("budget_exhausted", None),
+        ("events", "server_errors"),
+        ("generation_cost", None),
+        ("events", "cleanup_runs"),
+        ("events", "model_not_found"),
+    }
+    # PromQL names: logging_googleapis_com:user_ + the name with - turned to _.
+    for local in ("promql_generation_cost", "promql_cleanup_runs"):
+        assert tf.locals[local].startswith("logging_googleapis_com:user_${replace(google_logging_metric.")
+        assert '"/[^A-Za-z0-9_]/", "_")' in tf.locals[local]
+    assert tf.locals["promql_generation_cost"].endswith("_sum")
+
+
+def test_every_alert_says_what_it_means_and_what_to_do(tf: Config) -> None:
+    policies = alert_policies(tf)
+    assert {p["display_name"] for p in policies.values()} == {
+        "Pix Me: daily budget exhausted",
+        "Pix Me: 5xx responses",
+        "Pix Me: daily budget nearly spent",
+        "Pix Me: cleanup failed",
+        "Pix Me: no successful cleanup for a day",
+        "Pix Me: a configured model is retired (404)",
+        "Pix Me: upload events dead-lettered",
+    }
+    for name, policy in policies.items():
+        documentation = block(policy, "documentation")
+        assert documentation["mime_type"] == "text/markdown", name
+        assert documentation["subject"], name
+        content = documentation["content"]
+        assert len(content.split()) >= 40, f"{name}: documentation too short to act on"
+        assert policy["notification_channels"] == "${var.alert_notification_channels}", name
+        assert policy["severity"] in {"WARNING", "ERROR", "CRITICAL"}, name
+        assert block(policy, "alert_strategy")["auto_close"], name
+        # One condition each (a PromQL condition must be alone in its policy).
+        assert len(policy["conditions"]) == 1, name
+
+
+def test_server_error_alert_is_a_count_over_five_minutes(tf: Config) -> None:
+    condition = block(block(alert_policies(tf)["server_errors"], "conditions"), "condition_threshold")
+    assert condition["threshold_value"] == "${local.server_errors_per_5_min}"
+    assert tf.locals["server_errors_per_5_min"] >= 1
+    aggregation = block(condition, "aggregations")
+    assert (aggregation["alignment_period"], aggregation["per_series_aligner"]) == ("300s", "ALIGN_SUM")
+
+
+def test_budget_nearly_spent_sums_a_day_of_cost_against_the_budget(tf: Config) -> None:
+    policy = alert_policies(tf)["budget_nearly_spent"]
+    condition = block(block(policy, "conditions"), "condition_prometheus_query_language")
+    query = condition["query"]
+    assert query.startswith(
+        'sum(increase(${local.promql_generation_cost}{monitored_resource="cloud_run_revision"}'
+    )
+    # A rolling day: within the 25 h an alerting policy may look back.
+    assert "[1d]" in query and query.endswith("> ${local.budget_alert_units}")
+    assert tf.locals["budget_alert_units"] == "${floor(var.app.daily_budget * local.budget_alert_fraction)}"
+    assert 0.5 <= tf.locals["budget_alert_fraction"] < 1
+    assert "config/budget" in block(policy, "documentation")["content"]
+
+
+def test_cleanup_is_alerted_when_it_fails_and_when_it_stops(tf: Config) -> None:
+    policies = alert_policies(tf)
+    failed = block(block(policies["cleanup_failed"], "conditions"), "condition_threshold")
+    assert 'metric.labels.outcome="failed"' in failed["filter"]
+    assert failed["comparison"] == "COMPARISON_GT" and failed["threshold_value"] == 0
+    missing = block(block(policies["cleanup_missing"], "conditions"), "condition_prometheus_query_language")
+    assert missing["query"].startswith("absent_over_time(${local.promql_cleanup_runs}")
+    assert 'outcome="done"' in missing["query"] and "[${local.cleanup_absence_hours}h]" in missing["query"]
+    # A day between runs (the default schedule is daily) plus a margin.
+    assert 24 < tf.locals["cleanup_absence_hours"] <= 30
+    assert variable_schedule_is_daily(tf.variables["cleanup_schedule"]["default"])
+
+
+def variable_schedule_is_daily(cron: str) -> bool:
+    minute, hour, day, month, weekday = cron.split()
+    return minute.isdigit() and hour.isdigit() and (day, month, weekday) == ("*", "*", "*")
+
+
+def test_a_retired_model_is_alerted_per_model(tf: Config) -> None:
+    condition = block(block(alert_policies(tf)["model_not_found"], "conditions"), "condition_threshold")
+    assert condition["threshold_value"] == 0
+    assert block(condition, "aggregations")["group_by_fields"] == ["metric.labels.model"]
+    assert tf.locals["event_metrics"]["model_not_found"]["labels"] == {"model": "model"}
+
+
+# --- dead letters of the storage trigger ------------------------------------
+
+
+def render(script: str, values: dict[str, str]) -> str:
+    """The heredoc with its interpolations replaced by sample values."""
+    body = script.removeprefix("<<-EOT\n").rsplit("EOT", 1)[0]
+    body = "\n".join(line.strip() for line in body.splitlines())
+
+    def value(match: re.Match[str]) -> str:
+        expression = match.group(1)
+        for key, sample in values.items():
+            if key in expression:
+                return sample
+        raise AssertionError(f"no sample for ${{{expression}}}")
+
+    return re.sub(r"\$\{([^}]*)\}", value, body)
+
+
+def test_dead_letters_are_wired_to_the_upload_trigger(tf: Config, tmp_path: Path) -> None:
+    topic = tf.resource("google_pubsub_topic", "upload_dead_letters")
+    assert topic["name"] == "${var.name_prefix}-upload-dead-letters"
+    holding = tf.resource("google_pubsub_subscription", "upload_dead_letters")
+    assert holding["topic"] == "${google_pubsub_topic.upload_dead_letters.id}"
+    assert holding["message_retention_duration"] == "604800s"
+    assert holding["expiration_policy"] == [{"ttl": ""}]
+    # Dead-lettering publishes as the Pub/Sub service agent: on this topic only.
+    publisher = tf.resource("google_pubsub_topic_iam_member", "pubsub_agent_publishes_dead_letters")
+    assert publisher == {
+        "topic": "${google_pubsub_topic.upload_dead_letters.id}",
+        "role": "roles/pubsub.publisher",
+        "member": "serviceAccount:${google_project_service_identity.pubsub.email}",
+    }
+    assert (
+        tf.locals["upload_trigger"]
+        == '${google_cloudfunctions2_function.fn["on_upload"].event_trigger[0].trigger}'
+    )
+
+    # The setup script, run with a stand-in gcloud that records its calls.
+    dead_letter_topic = "projects/my-pixme-project/topics/pixme-upload-dead-letters"
+    script = render(tf.locals["upload_dead_letter_setup"], {
+        "local.upload_trigger": "pixme-on-upload-123456",
+        "var.project_id": "my-pixme-project",
+        "var.region": "europe-west1",
+        "google_project_service_identity.pubsub.email": "service-42@gcp-sa-pubsub.iam.gserviceaccount.com",
+        "google_pubsub_topic.upload_dead_letters.id": dead_letter_topic,
+        "local.upload_dead_letter_attempts": str(tf.locals["upload_dead_letter_attempts"]),
+    })  # fmt: skip
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "gcloud"
+    fake.parent.mkdir()
+    subscription = (
+        "projects/my-pixme-project/subscriptions/eventarc-europe-west1-pixme-on-upload-123456-sub-7"
+    )
+    fake.write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\n'
+        f'case "$*" in "eventarc triggers describe"*) echo {subscription};; esac\n'
+    )
+    fake.chmod(0o755)
+    result = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=30,
+        env={"PATH": f"{fake.parent}:/usr/bin:/bin"}, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    describe, grant, update = calls.read_text().splitlines()
+    assert describe.startswith("eventarc triggers describe pixme-on-upload-123456 --project my-pixme-project")
+    assert "--location europe-west1" in describe and "value(transport.pubsub.subscription)" in describe
+    # Subscriber on the source subscription, for the Pub/Sub agent only.
+    assert grant.startswith(f"pubsub subscriptions add-iam-policy-binding {subscription} ")
+    assert "--member serviceAccount:service-42@gcp-sa-pubsub.iam.gserviceaccount.com" in grant
+    assert "--role roles/pubsub.subscriber" in grant
+    # The GA command has no --condition flag (subscriptions take no conditions).
+    assert "--condition" not in grant
+    assert update.startswith(f"pubsub subscriptions update {subscription} ")
+    assert f"--dead-letter-topic {dead_letter_topic}" in update
+    attempts = int(re.search(r"--max-delivery-attempts (\d+)", update).group(1))  # type: ignore[union-attr]
+    assert 5 <= attempts <= 100  # Pub/Sub's bounds
+
+    # An empty answer (no trigger yet) stops the script before any change.
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}.empty\n')
+    failed = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=30,
+        env={"PATH": f"{fake.parent}:/usr/bin:/bin"}, check=False,
+    )  # fmt: skip
+    assert failed.returncode != 0
+    assert len((tmp_path / "calls.empty").read_text().splitlines()) == 1
+
+    # Emitted as an output and run by the pipeline after every apply on main.
+    outputs = {name: body for entry in tf.blocks["output"] for name, body in entry.items()}
+    assert outputs["upload_dead_letter_setup"]["value"] == "${local.upload_dead_letter_setup}"
+    build = (ROOT / "cloudbuild.yaml").read_text()
+    assert "terraform output -raw upload_dead_letter_setup > /workspace/upload-dead-letters.sh" in build
+    assert "bash /workspace/upload-dead-letters.sh" in build
+
+    # And a dead letter opens an incident.
+    alert = block(block(alert_policies(tf)["upload_dead_letters"], "conditions"), "condition_threshold")
+    assert (
+        'resource.labels.subscription_id="${google_pubsub_subscription.upload_dead_letters.name}"'
+        in alert["filter"]
+    )
+    assert "pubsub.googleapis.com/subscription/num_undelivered_messages" in alert["filter"]
+    assert alert["threshold_value"] == 0
+
+
+# --- billing budget -----------------------------------------------------------
+
+
+def test_billing_budget_exists_only_with_a_billing_account(tf: Config) -> None:
+    budget = tf.resource("google_billing_budget", "project")
+    assert budget["count"] == '${var.billing_account == "" ? 0 : 1}'
+    assert tf.variables["billing_account"]["default"] == ""
+    assert budget["billing_account"] == "${var.billing_account}"
+    amount = block(block(budget, "amount"), "specified_amount")
+    assert amount["units"] == "${tostring(var.billing_budget_amount)}"
+    assert amount["currency_code"] == "${var.billing_budget_currency}"
+    assert block(budget, "budget_filter")["projects"] == ["projects/${data.google_project.this.number}"]
+    assert tf.locals["billing_budget_thresholds"] == [0.5, 0.9, 1.0]
+    rules = budget["dynamic"][0]["threshold_rules"]
+    assert rules["for_each"] == "${local.billing_budget_thresholds}"
+    assert block(budget, "threshold_rules")["spend_basis"] == "FORECASTED_SPEND"
+    updates = block(budget, "all_updates_rule")
+    assert updates["monitoring_notification_channels"] == "${var.alert_notification_channels}"
+    assert "billingbudgets.googleapis.com" in tf.locals["required_apis"]
+    readme = (INFRA / "README.md").read_text()
+    assert "roles/billing.costsManager" in readme
+
+
+@pytest.mark.parametrize(
+    ("variables", "ok"),
+    [
+        ({"billing_account": "012345-6789AB-CDEF01", "billing_budget_amount": "50"}, True),
+        ({"billing_account": "", "billing_budget_currency": "EUR"}, True),
+        ({"billing_account": "billingAccounts/012345-6789AB-CDEF01"}, False),
+        ({"billing_budget_amount": "0"}, False),
+        ({"billing_budget_currency": "euro"}, False),
+    ],
+)
+def test_billing_variables_are_validated(tmp_path: Path, variables: dict[str, str], ok: bool) -> None:
+    result = plan_variables(tmp_path, **variables)
+    assert (result.returncode == 0) == ok, result.stdout + result.stderr
+
+
+# --- the build's source read ------------------------------------------------
+
+
+def test_the_build_reads_only_the_function_sources_bucket(tf: Config) -> None:
+    grant = tf.resource("google_project_iam_member", "build_reads_function_sources")
+    assert grant["role"] == "roles/storage.objectViewer"
+    assert grant["member"] == sa_member("build")
+    expression = block(grant, "condition")["expression"]
+    assert expression == (
+        'resource.name.startsWith("projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}")'
+    )
+    depends = tf.resource("google_cloudfunctions2_function", "fn")["depends_on"]
+    assert "${google_project_iam_member.build_reads_function_sources}" in depends
+
+
+# --- state ------------------------------------------------------------------
+
+
+def test_the_state_bucket_is_made_by_a_bootstrap_with_local_state() -> None:
+    bootstrap = Config(INFRA / "bootstrap")
+    settings = bootstrap.blocks["terraform"][0]
+    assert "backend" not in settings, "the bootstrap keeps its own state locally"
+    pinned = settings["required_providers"][0]["google"]["version"]
+    with (INFRA / "versions.tf").open() as f:
+        main = unquote(hcl2.load(f))["terraform"][0]
+    assert pinned == main["required_providers"][0]["google"]["version"]
+    assert main["backend"] == [{"gcs": {}}]
+
+    bucket = bootstrap.resource("google_storage_bucket", "state")
+    assert block(bucket, "versioning")["enabled"] is True
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert block(bucket, "lifecycle")["prevent_destroy"] is True
+    # Its default name is the one the pipeline uses.
+    assert bootstrap.locals["bucket"] == '${var.bucket == "" ? "${var.project_id}-tfstate" : var.bucket}'
+    assert re.search(
+        r"_TF_STATE_BUCKET: \$\{PROJECT_ID\}-tfstate$", (ROOT / "cloudbuild.yaml").read_text(), re.M
+    )
+
+
+def test_one_state_prefix_everywhere() -> None:
+    places = {
+        "infra/versions.tf": INFRA / "versions.tf",
+        "infra/bootstrap/main.tf": INFRA / "bootstrap" / "main.tf",
+        "README.md": ROOT / "README.md",
+        "infra/README.md": INFRA / "README.md",
+        "cloudbuild.yaml": ROOT / "cloudbuild.yaml",
+    }
+    for label, path in places.items():
+        prefixes = set(re.findall(r"prefix=([A-Za-z0-9_./-]+)", path.read_text().replace('\\"', '"')))
+        assert prefixes == {"pixme"}, f"{label}: {prefixes}"
+    readme = (INFRA / "README.md").read_text()
+    assert "cd infra/bootstrap" in readme or "cd bootstrap" in readme
+
+
+def test_the_provider_lock_file_is_committed_not_ignored() -> None:
+    readme = " ".join((INFRA / "README.md").read_text().split())
+    assert ".terraform.lock.hcl" in readme and "commit it" in readme
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "infra/.terraform.lock.hcl"], cwd=ROOT, check=False
+    )
+    assert ignored.returncode == 1, "infra/.terraform.lock.hcl must not be git-ignored"
+    bootstrap = subprocess.run(["git", "check-ignore", "-q", "infra/bootstrap/terraform.tfstate"], cwd=ROOT)
+    assert bootstrap.returncode == 0, "the bootstrap's local state stays out of git"
