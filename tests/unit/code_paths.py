@@ -22,8 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = ROOT / "functions"
 SETTINGS = "pixme.config.Settings"
-# The value a storage event names: the bucket its trigger watches (infra's event filter).
-EVENT_BUCKET = "event"
+# Where a traced value ends: (class, attribute) -> a label, e.g.
+# (Settings, "assets_bucket") -> "assets".
+Sources = dict[tuple[str, str], str]
 
 
 class Unresolved(Exception):
@@ -47,7 +48,8 @@ class Unit:
     path: Path
 
     def where(self, node: ast.AST) -> str:
-        return f"{self.path.relative_to(ROOT)}:{getattr(node, 'lineno', self.node.lineno)}"
+        shown = self.path.relative_to(ROOT) if self.path.is_relative_to(ROOT) else self.path
+        return f"{shown}:{getattr(node, 'lineno', self.node.lineno)}"
 
 
 @dataclass
@@ -60,8 +62,8 @@ class ClassInfo:
     fields: dict[str, ast.expr] = field(default_factory=dict)  # class-level annotations
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(FUNCTIONS_DIR).with_suffix("")
+def _module_name(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -89,7 +91,7 @@ class Program:
         self.classes: dict[str, ClassInfo] = {}
         self.globals: dict[str, dict[str, Ref]] = {}
         for path in sorted(root.rglob("*.py")):
-            module = _module_name(path)
+            module = _module_name(path, root)
             self.trees[module] = ast.parse(path.read_text(), str(path))
             self.paths[module] = path
         for module, tree in self.trees.items():
@@ -416,11 +418,11 @@ class Program:
                 defaults[arg.arg] = default
         return defaults.get(name)
 
-    def values(self, expr: ast.expr, unit: Unit, attrs: dict[str, str], depth: int = 0) -> set[str]:
+    def values(self, expr: ast.expr, unit: Unit, attrs: Sources, depth: int = 0) -> set[str]:
         """What a string-valued expression can be, by following it back through
         names, parameters (every call site), loops, comprehensions and dataclass
-        fields, down to a Settings field named in `attrs` (e.g. uploads_bucket ->
-        "uploads") or the event's bucket. Raises Unresolved where the trail ends."""
+        fields, down to an attribute named in `attrs` (e.g. Settings.uploads_bucket
+        -> "uploads"). Raises Unresolved where the trail ends."""
         if depth > 30:
             raise Unresolved(f"{unit.where(expr)}: too deep a trail for {ast.unparse(expr)}")
 
@@ -430,11 +432,8 @@ class Program:
         self.env(unit)
         if isinstance(expr, ast.Attribute):
             base = self.type_of(expr.value, unit)
-            if base == Ref("instance", SETTINGS) and expr.attr in attrs:
-                return {attrs[expr.attr]}
-            # The ingest event's object: its bucket is the one the trigger watches.
-            if base == Ref("instance", "pixme.services.ingest.StorageObject") and expr.attr == "bucket":
-                return {EVENT_BUCKET}
+            if base is not None and base.kind == "instance" and (base.name, expr.attr) in attrs:
+                return {attrs[(base.name, expr.attr)]}
             if base is not None and base.kind == "instance" and expr.attr in self._fields(base.name):
                 return self._field_values(base.name, expr.attr, attrs, depth)
         if isinstance(expr, ast.Name):
@@ -459,7 +458,7 @@ class Program:
     def _fields(self, cls: str) -> set[str]:
         return set(self.classes[cls].fields) if cls in self.classes else set()
 
-    def _field_values(self, cls: str, name: str, attrs: dict[str, str], depth: int) -> set[str]:
+    def _field_values(self, cls: str, name: str, attrs: Sources, depth: int) -> set[str]:
         """Every value written into dataclass field `name`: constructor keywords and replace()."""
         found: set[str] = set()
         for unit in self.units.values():
@@ -478,7 +477,7 @@ class Program:
         return found
 
     def _parameter_values(
-        self, fn: ast.FunctionDef, name: str, unit: Unit, attrs: dict[str, str], depth: int
+        self, fn: ast.FunctionDef, name: str, unit: Unit, attrs: Sources, depth: int
     ) -> set[str]:
         found: set[str] = set()
         if fn is unit.node:
@@ -525,7 +524,7 @@ class Program:
             ):
                 yield "item", ast.List(elts=node.args, ctx=ast.Load()), None
 
-    def elements(self, expr: ast.AST, index: int, unit: Unit, attrs: dict[str, str], depth: int) -> set[str]:
+    def elements(self, expr: ast.AST, index: int, unit: Unit, attrs: Sources, depth: int) -> set[str]:
         """The values of item `index` of the tuples an iterable yields (-1: the items themselves)."""
 
         def item(e: ast.expr, u: Unit = unit) -> set[str]:

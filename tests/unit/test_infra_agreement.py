@@ -13,10 +13,11 @@ infra (read with python-hcl2) to them:
 3. every Firestore query the adapter runs is served by an automatic
    single-field index or a composite index declared in firestore.tf;
 4. each runtime identity holds the permissions its functions' code paths use,
-   on the right bucket or account, and the over-grants left are known ones.
+   on the right bucket or account, and the over-grants left are known ones;
+   Vertex AI's agent can read the buckets the code sends it gs:// references into.
 
-Each checker returns a list of problems; the last tests mutate a parsed copy
-of infra and show that each checker reports the change.
+Each checker returns a list of problems. The last tests show that each can
+fail: they mutate a parsed copy of infra, or read an edited copy of the code.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import ast
 import copy
 import itertools
 import re
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +34,15 @@ from typing import Any
 
 import hcl2
 import pytest
-from code_paths import EVENT_BUCKET, FUNCTIONS_DIR, ROOT, SETTINGS, Program, Query, firestore_queries
+from code_paths import FUNCTIONS_DIR, ROOT, SETTINGS, Program, Query, Sources, firestore_queries
 
 INFRA = ROOT / "infra"
-GCS = "pixme.adapters.gcs.GcsBlobStore"
+GCS = "pixme.adapters.gcs.GcsBlobStore"  # the BlobStore adapter
 SIGNING_ACCOUNT = "PIXME_SIGNING_SERVICE_ACCOUNT"
 # Settings fields naming the two buckets, as the labels infra's local.buckets uses.
 BUCKET_FIELDS = {"uploads_bucket": "uploads", "assets_bucket": "assets"}
+# The label of the bucket a storage event names: the one its trigger watches.
+EVENT = "event"
 
 # --- reading infra ------------------------------------------------------------------
 
@@ -121,6 +125,25 @@ class Code:
     entry_points: dict[str, str]  # function name -> "http" | "cloud_event"
     reachable: dict[str, set[str]]  # entry point -> units its code path can run
     finalized: str  # the event type on_upload acts on
+    buckets: Sources  # where a bucket name comes from: Settings fields, the event's object
+
+
+def event_objects(program: Program, entry_point: str) -> set[str]:
+    """Classes a cloud_event entry point builds from its event (storage_object(event))."""
+    unit = program.units[f"main.{entry_point}"]
+    event = unit.node.args.args[0].arg
+    program.env(unit)
+    found = set()
+    for node in ast.walk(unit.node):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and any(isinstance(a, ast.Name) and a.id == event for a in node.value.args)
+            and (made := program.type_of(node.value, unit)) is not None
+            and made.kind == "instance"
+        ):
+            found.add(made.name)
+    return found
 
 
 def entry_points(program: Program) -> dict[str, str]:
@@ -146,17 +169,38 @@ def module_constant(program: Program, module: str, name: str) -> Any:
     raise AssertionError(f"{module}.{name} not found")
 
 
-@pytest.fixture(scope="module")
-def code() -> Code:
-    program = Program(FUNCTIONS_DIR)
+def read_code(root: Path = FUNCTIONS_DIR) -> Code:
+    program = Program(root)
     points = entry_points(program)
     assert points, "no entry points found in main.py"
+    buckets: Sources = {(SETTINGS, name): label for name, label in BUCKET_FIELDS.items()}
+    for name in (n for n, kind in points.items() if kind == "cloud_event"):
+        for made in event_objects(program, name):
+            assert "bucket" in program.classes[made].fields, f"{made} names no bucket"
+            buckets[(made, "bucket")] = EVENT
     return Code(
         program,
         points,
         {name: program.reachable(f"main.{name}") for name in points},
         module_constant(program, "pixme.events", "FINALIZED"),
+        buckets,
     )
+
+
+@pytest.fixture(scope="module")
+def code() -> Code:
+    return read_code()
+
+
+def edited_code(tmp_path: Path, module: str, old: str, new: str) -> Code:
+    """The code read from a copy of functions/ with one edit in `module`'s file."""
+    root = tmp_path / "functions"
+    shutil.copytree(FUNCTIONS_DIR, root, ignore=shutil.ignore_patterns("__pycache__"))
+    path = root / (module.replace(".", "/") + ".py")
+    text = path.read_text()
+    assert old in text, f"{old!r} is no longer in {module}: update the test"
+    path.write_text(text.replace(old, new, 1))
+    return read_code(root)
 
 
 @pytest.fixture(scope="module")
@@ -571,16 +615,29 @@ MODEL_CALLS = {"generate_content": {PREDICT}}
 # Adapters whose calls go to no IAM-checked Google API: they fetch public
 # keys (Firebase's token certificates, App Check's JWKS) over plain HTTPS.
 NO_IAM = {"pixme.adapters.auth", "pixme.adapters.appcheck", "pixme.adapters"}
+GCS_MODULE, FIRESTORE_MODULE, MODEL_MODULE = (
+    "pixme.adapters.gcs",
+    "pixme.adapters.firestore",
+    "pixme.adapters.gemini",
+)
 ADAPTER_CALLS = {
-    "pixme.adapters.gcs": STORAGE_CALLS,
-    "pixme.adapters.firestore": FIRESTORE_READS | FIRESTORE_WRITES,
-    "pixme.adapters.gemini": MODEL_CALLS,
+    GCS_MODULE: STORAGE_CALLS,
+    FIRESTORE_MODULE: FIRESTORE_READS | FIRESTORE_WRITES,
+    MODEL_MODULE: MODEL_CALLS,
 }
+# Imports that would mean an IAM-checked Google API call.
+GOOGLE_CLIENTS = (
+    "google.cloud",
+    "google.genai",
+    "google.auth.transport",
+    "googleapiclient",
+    "google.auth.default",
+)
 
 # Predefined roles: the permissions they include among those above
 # (https://cloud.google.com/storage/docs/access-control/iam-roles,
 # https://cloud.google.com/firestore/docs/security/iam#roles,
-# https://cloud.google.com/iam/docs/service-account-permissions#token-creator-role).
+# https://cloud.google.com/iam/docs/service-account-permissions).
 PREDEFINED = {
     "roles/storage.objectViewer": {GET, LIST},
     "roles/storage.objectCreator": {CREATE},
@@ -594,32 +651,25 @@ MODELED = set().union(*PREDEFINED.values(), {PREDICT})
 Resource = tuple[str, str]  # ("bucket", "uploads"), ("project", ""), ("service_account", "api")
 
 
-def _external_calls(program: Program, units: Iterable[str], module: str) -> list[tuple[str, ast.Call]]:
-    """Calls in `module`'s units on values the reader has no type for (the Google clients)."""
-    found = []
+def adapter_permissions(program: Program, units: Iterable[str], module: str) -> set[str]:
+    """The permissions the Google client calls made in `module`'s units need
+    (calls on values the reader has no type for: the clients' objects)."""
+    table = ADAPTER_CALLS[module]
+    needed: set[str] = set()
     for name in units:
         unit = program.units[name]
         if unit.module != module:
             continue
         program.env(unit)
         for node in ast.walk(unit.node):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and program.type_of(node.func.value, unit) is None
-            ):
-                found.append((node.func.attr, node))
-    return found
-
-
-def _firestore_permissions(program: Program, units: set[str]) -> set[str]:
-    needed: set[str] = set()
-    for attr, call in _external_calls(program, units, "pixme.adapters.firestore"):
-        if attr == "get" and call.args:
-            continue  # dict.get
-        if attr == "update" and not call.args:
-            continue  # dict.update(key=value)
-        needed |= (FIRESTORE_READS | FIRESTORE_WRITES).get(attr, set())
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            attr = node.func.attr
+            if program.type_of(node.func.value, unit) is not None or attr not in table:
+                continue
+            if (attr == "get" and node.args) or (attr == "update" and not node.args):
+                continue  # dict.get(key), dict.update(key=value)
+            needed |= table[attr]
     return needed
 
 
@@ -636,13 +686,11 @@ def needed_permissions(code: Code, infra: Infra) -> dict[str, dict[Resource, set
             if unit.cls == GCS:
                 continue  # the adapter calling itself: counted through the caller's call
             adapter = program.units[f"{GCS}.{method}"]
-            inner = program.reachable(adapter.qualname)
-            perms = {p for attr, _ in _external_calls(program, inner, "pixme.adapters.gcs")
-                     for p in STORAGE_CALLS.get(attr, set())}  # fmt: skip
+            perms = adapter_permissions(program, program.reachable(adapter.qualname), GCS_MODULE)
             bucket_arg = program.argument(call, adapter.node, "bucket", method=True)
             assert bucket_arg is not None, unit.where(call)
-            buckets = {event_bucket if b == EVENT_BUCKET else b
-                       for b in program.values(bucket_arg, unit, BUCKET_FIELDS)}  # fmt: skip
+            buckets = {event_bucket if b == EVENT else b
+                       for b in program.values(bucket_arg, unit, code.buckets)}  # fmt: skip
             if SIGN_BLOB in perms:
                 perms.discard(SIGN_BLOB)
                 method_arg = program.argument(call, adapter.node, "method", method=True)
@@ -654,9 +702,8 @@ def needed_permissions(code: Code, infra: Infra) -> dict[str, dict[Resource, set
                 need.setdefault(("service_account", signer), set()).add(SIGN_BLOB)
             for bucket in buckets:
                 need.setdefault(("bucket", bucket), set()).update(perms)
-        project = _firestore_permissions(program, units)
-        project |= {p for attr, _ in _external_calls(program, units, "pixme.adapters.gemini")
-                    for p in MODEL_CALLS.get(attr, set())}  # fmt: skip
+        project = adapter_permissions(program, units, FIRESTORE_MODULE)
+        project |= adapter_permissions(program, units, MODEL_MODULE)
         if project:
             need[("project", "")] = project
         needs[name] = need
@@ -795,6 +842,11 @@ def test_every_identity_holds_what_its_code_uses(code: Code, infra: Infra) -> No
     assert PREDICT in needs["generate"][("project", "")] and PREDICT not in needs["account"][("project", "")]
     assert needs["sessions"][("service_account", "sessions")] == {SIGN_BLOB}
     assert ("bucket", "uploads") not in needs["sessions"]
+    # PREDICT is what a model call needs on Vertex AI, where infra sends it.
+    envs = function_env(infra)
+    for name, need in needs.items():
+        if PREDICT in need.get(("project", ""), set()):
+            assert envs[name]["GOOGLE_GENAI_USE_VERTEXAI"] == "true", name
     assert missing_permissions(needs, infra) == []
 
 
@@ -810,6 +862,93 @@ def test_no_identity_holds_an_avoidable_permission_it_never_uses(code: Code, inf
         else:
             found[(identity, resource)] = extra
     assert found == {key: perms for key, (perms, _) in KNOWN_OVER_GRANTS.items()}
+
+
+VERTEX_AGENT = "serviceAccount:${google_project_service_identity.aiplatform.email}"
+
+
+def model_reference_buckets(code: Code) -> dict[str, set[str]]:
+    """Function -> the buckets its code hands the model as gs:// references.
+
+    Vertex AI reads those objects itself, as its service agent, not as the
+    caller (iam.tf, vertex_reads_assets)."""
+    program = code.program
+    found: dict[str, set[str]] = {}
+    for name, units in code.reachable.items():
+        for unit_name in units:
+            unit = program.units[unit_name]
+            program.env(unit)
+            for node in ast.walk(unit.node):
+                if (
+                    isinstance(node, ast.JoinedStr)
+                    and len(node.values) >= 2
+                    and isinstance(node.values[0], ast.Constant)
+                    and node.values[0].value == "gs://"
+                    and isinstance(node.values[1], ast.FormattedValue)
+                ):
+                    buckets = program.values(node.values[1].value, unit, code.buckets)
+                    found.setdefault(name, set()).update(buckets)
+    return found
+
+
+def agent_problems(code: Code, infra: Infra) -> list[str]:
+    labels = {ref: label for label, ref in infra.locals["buckets"].items()}
+    held: dict[str, set[str]] = {}
+    for body in infra.resources.get("google_storage_bucket_iam_member", {}).values():
+        if body.get("member") == VERTEX_AGENT and body.get("bucket") in labels:
+            perms = role_permissions(infra, body["role"])
+            held.setdefault(labels[body["bucket"]], set()).update(perms)
+    problems = []
+    for name, buckets in sorted(model_reference_buckets(code).items()):
+        for bucket in sorted(buckets):
+            if GET not in held.get(bucket, set()):
+                problems.append(
+                    f"{name} sends gs:// references into {bucket}; Vertex AI's agent cannot read it"
+                )
+    for bucket, perms in sorted(held.items()):
+        if perms - {GET, LIST} or bucket not in set().union(*model_reference_buckets(code).values()):
+            problems.append(
+                f"Vertex AI's agent holds {sorted(perms)} on {bucket}, more than reading what it is sent"
+            )
+    return problems
+
+
+def test_the_model_can_read_what_it_is_sent_by_reference(code: Code, infra: Infra) -> None:
+    assert model_reference_buckets(code) == {"generate": {"assets"}, "edit": {"assets"}}
+    assert agent_problems(code, infra) == []
+
+    dropped = infra.copy()
+    del dropped.resources["google_storage_bucket_iam_member"]["vertex_reads_assets"]
+    assert agent_problems(code, dropped) == [
+        "edit sends gs:// references into assets; Vertex AI's agent cannot read it",
+        "generate sends gs:// references into assets; Vertex AI's agent cannot read it",
+    ]
+    moved = infra.copy()
+    moved.resources["google_storage_bucket_iam_member"]["vertex_reads_assets"]["bucket"] = (
+        "${google_storage_bucket.uploads.name}"
+    )
+    assert "Vertex AI's agent holds" in " ".join(agent_problems(code, moved))
+
+
+def test_every_adapter_call_is_mapped_to_permissions(code: Code) -> None:
+    # A new Google call (another client method, another adapter) must get its
+    # permissions above before the role checks can be trusted.
+    program = code.program
+    reached = set().union(*code.reachable.values())
+    adapters = {
+        program.units[u].module for u in reached if program.units[u].module.startswith("pixme.adapters")
+    }
+    assert adapters <= set(ADAPTER_CALLS) | NO_IAM, adapters - set(ADAPTER_CALLS) - NO_IAM
+    for module in NO_IAM:
+        clients = [t for t in program.imports[module].values() if t.startswith(GOOGLE_CLIENTS)]
+        assert not clients, f"{module} imports {clients}: map its calls in ADAPTER_CALLS"
+    for name in sorted(reached):
+        unit = program.units[name]
+        public = unit.cls is not None and not unit.node.name.startswith("_")
+        if unit.module in ADAPTER_CALLS and public:
+            assert adapter_permissions(program, program.reachable(name), unit.module), (
+                f"{name} makes no call ADAPTER_CALLS knows: which permission does it need?"
+            )
 
 
 # === the checks can fail =================================================================
@@ -931,3 +1070,38 @@ def test_role_check_reports_a_dropped_grant_and_an_extra_one(code: Code, infra: 
     }  # fmt: skip
     assert excess_permissions(needs, wider)[("sessions", ("bucket", "assets"))] == {CREATE, UPDATE}
     assert ("sessions", ("bucket", "assets")) not in excess_permissions(needs, infra)
+
+
+def test_checks_report_what_an_edit_of_the_code_would_need(tmp_path: Path, infra: Infra) -> None:
+    # sessions writes into the uploads bucket: a permission it does not hold, on a bucket it has no grant on.
+    writes = edited_code(
+        tmp_path / "a",
+        "pixme.services.library",
+        "        now = self.clock.now()\n        live",
+        "        now = self.clock.now()\n"
+        '        self.blobs.write(self.settings.uploads_bucket, "x", b"", "text/plain")\n        live',
+    )
+    assert missing_permissions(needed_permissions(writes, infra), infra) == [
+        f"sessions lacks ['{CREATE}', '{DELETE}'] on bucket uploads"
+    ]
+
+    # cleanup reads a setting infra gives only to generate and edit.
+    reads = edited_code(
+        tmp_path / "b",
+        "pixme.services.cleanup",
+        "        now = self.clock.now()\n",
+        "        now = self.clock.now()\n        assert self.settings.max_text_chars\n",
+    )
+    assert "cleanup: its code reads PIXME_MAX_TEXT_CHARS, which infra does not give it" in settings_problems(
+        environment_reads(reads), infra
+    )
+
+    # The export lists uploads newest first in the query: equality + order needs a composite index.
+    ordered = edited_code(
+        tmp_path / "c",
+        "pixme.adapters.firestore",
+        'query = self.col.where(filter=firestore.FieldFilter("owner", "==", owner)).limit(limit)',
+        'query = self.col.where(filter=firestore.FieldFilter("owner", "==", owner)).order_by("created_at")',
+    )
+    problems = index_problems(firestore_queries(ordered.program), infra)
+    assert len(problems) == 1 and "uploads: needs a composite index" in problems[0], problems
