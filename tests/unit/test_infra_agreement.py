@@ -698,7 +698,9 @@ def needed_permissions(code: Code, infra: Infra) -> dict[str, dict[Resource, set
                 assert verb in SIGNED_METHODS, f"{unit.where(call)}: signed URL method {verb!r}"
                 perms |= SIGNED_METHODS[verb]
                 # Signed as the configured account, else the runtime's own (gcs.py).
-                signer = sa_name(envs[name].get(SIGNING_ACCOUNT, "")) or specs[name]["identity"]
+                configured = envs[name].get(SIGNING_ACCOUNT)
+                signer = sa_name(configured) if configured else specs[name]["identity"]
+                assert signer, f"{name}: {SIGNING_ACCOUNT}={configured} names none of our accounts"
                 need.setdefault(("service_account", signer), set()).add(SIGN_BLOB)
             for bucket in buckets:
                 need.setdefault(("bucket", bucket), set()).update(perms)
