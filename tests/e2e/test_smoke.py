@@ -1,0 +1,185 @@
+"""`python -m local.smoke` run as an operator runs it, in a subprocess, against
+the e2e stack: the flow passes and leaves nothing of its user behind; a
+refused token and an unreachable function end in `smoke: FAIL <step>` with a
+nonzero exit (and the second still deletes what the run made); a stack with
+App Check enforced passes too; bad URL sources fail before any call."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from local.issuer import mint_token
+from local.smoke import API_FUNCTIONS
+from local.stack import MODEL_BACKEND_VARS, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = [
+    "urls", "auth", "token", "ticket", "put", "ingest", "generate", "generate-image",
+    "edit", "edit-image", "delete", "gone",
+]  # fmt: skip
+
+
+def operator_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment less whatever would point the smoke run at
+    another deployment or token source (a developer's shell may hold some)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.endswith("_URL") or k.startswith(("PIXME_SMOKE_", "FIREBASE_")))
+    }
+    return {**env, **(extra or {})}
+
+
+def url_vars(stack: Stack) -> dict[str, str]:
+    """The function URLs under the names out/stack/stack.env exports after `make up`."""
+    return {f"{name.upper()}_URL": stack.functions[name] for name in API_FUNCTIONS}
+
+
+def smoke(env: Mapping[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    # Polls faster than the default (1 s, meant for a deployment): ingest takes ~1 s here.
+    argv = [sys.executable, "-m", "local.smoke", "--poll", "0.2", *args]
+    return subprocess.run(
+        argv, cwd=ROOT, env=dict(env), input=stdin, capture_output=True, text=True, timeout=240, check=False
+    )
+
+
+def lines_of(done: subprocess.CompletedProcess[str]) -> list[str]:
+    lines = done.stdout.splitlines()
+    assert lines, done.stderr
+    return lines
+
+
+def passed_steps(lines: list[str]) -> list[str]:
+    return [m.group(1) for line in lines if (m := re.match(r"smoke: (\S+) ok \d+ ms: ", line))]
+
+
+def uid_in(lines: list[str]) -> str:
+    found = [m.group(1) for line in lines if (m := re.match(r"smoke: token ok .*: uid (\S+) ", line))]
+    assert len(found) == 1, lines
+    return found[0]
+
+
+def left_of(stack: Stack, uid: str) -> list[str]:
+    """Whatever of `uid` is still stored, read from the emulators directly."""
+    db, gcs = stack.firestore_client(), stack.storage_client()
+    left = [
+        f"gs://{bucket}/{blob.name}"
+        for bucket in (stack.uploads_bucket, stack.assets_bucket)
+        for blob in gcs.list_blobs(bucket)
+        if f"/{uid}/" in blob.name
+    ]
+    owned = FieldFilter("owner", "==", uid)
+    for collection in ("uploads", "sessions", "idempotency"):
+        left += [d.reference.path for d in db.collection(collection).where(filter=owned).stream()]
+    if db.collection("usage").document(f"user:{uid}").get().exists:
+        left.append(f"usage/user:{uid}")
+    return left
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_the_flow_passes_and_leaves_nothing_of_its_user(stack: Stack) -> None:
+    # What `source out/stack/stack.env && make smoke` does: URLs and issuer from the environment.
+    done = smoke(operator_env({**url_vars(stack), "PIXME_ISSUER_URL": stack.issuer_url or ""}))
+    lines = lines_of(done)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert lines[-1] == "smoke: pass"
+    assert passed_steps(lines) == STEPS
+    assert "FAIL" not in done.stdout
+    assert re.search(r"generate-image ok .*: (PNG|JPEG) \d+x\d+", done.stdout), done.stdout
+    assert left_of(stack, uid_in(lines)) == []
+
+
+def test_a_refused_token_fails_at_the_first_call(stack: Stack) -> None:
+    expired = mint_token(stack.issuer_url or "", "smoke-expired", ttl_s=-60)
+    done = smoke(operator_env({**url_vars(stack), "PIXME_SMOKE_ID_TOKEN": expired}))
+    lines = lines_of(done)
+    assert done.returncode == 1
+    assert lines[-1].startswith("smoke: FAIL ticket: POST uploads/: 401 invalid_token"), lines[-1]
+    assert passed_steps(lines) == ["urls", "auth", "token"]
+
+
+def test_an_unreachable_function_fails_its_step_and_the_run_deletes_what_it_made(stack: Stack) -> None:
+    # The URLs come as `terraform output -json` piped in, with generate pointing nowhere.
+    urls = {name: stack.functions[name] for name in API_FUNCTIONS}
+    urls["generate"] = f"http://127.0.0.1:{closed_port()}"
+    outputs = {"api_urls": {"sensitive": False, "type": ["object", {}], "value": urls}}
+    env = operator_env({"PIXME_ISSUER_URL": stack.issuer_url or ""})
+    done = smoke(env, "--outputs", "-", stdin=json.dumps(outputs))
+    lines = lines_of(done)
+    assert done.returncode == 1
+    assert lines[-1].startswith("smoke: FAIL generate: ConnectionError"), lines[-1]
+    assert passed_steps(lines) == ["urls", "auth", "token", "ticket", "put", "ingest"]
+    assert any(line.startswith("smoke: cleanup ok: deleted uploads 1,") for line in lines), lines
+    assert left_of(stack, uid_in(lines)) == []
+
+
+@pytest.fixture(scope="module")
+def enforcing() -> Iterator[Stack]:
+    """A stack that refuses calls without a valid App Check token."""
+    env = {"PIXME_APP_CHECK": "enforce"}
+    caller = {k: v for k, v in os.environ.items() if k not in MODEL_BACKEND_VARS}
+    with Stack(
+        env_overrides=env, caller_env=caller, log_dir=ROOT / "out" / "stack" / "test-smoke", quiet=True
+    ) as running:
+        yield running
+
+
+def test_the_flow_passes_with_app_check_enforced(enforcing: Stack) -> None:
+    done = smoke(operator_env({**url_vars(enforcing), "PIXME_ISSUER_URL": enforcing.issuer_url or ""}))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert lines_of(done)[-1] == "smoke: pass"
+    assert "with App Check" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("outputs without edit", "smoke: FAIL urls: api_urls has no edit"),
+        ("outputs not JSON", "smoke: FAIL urls: "),
+        ("some *_URL variables", "smoke: FAIL urls: EDIT_URL, SESSIONS_URL, ACCOUNT_URL not set"),
+        ("no terraform state", "smoke: FAIL urls: "),
+        ("anonymous without a key", "smoke: FAIL auth: --auth anonymous needs FIREBASE_API_KEY"),
+    ],
+)
+def test_a_missing_input_fails_before_any_call(case: str, expected: str, tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}"
+    complete = {name: dead for name in API_FUNCTIONS}
+    outputs = tmp_path / "outputs.json"
+    args: list[str] = []
+    env = operator_env()
+    if case == "outputs without edit":
+        outputs.write_text(json.dumps({"api_urls": {"value": {**complete, "edit": None}}}))
+        args = ["--outputs", str(outputs)]
+    elif case == "outputs not JSON":
+        outputs.write_text("not json")
+        args = ["--outputs", str(outputs)]
+    elif case == "some *_URL variables":
+        env.update(UPLOADS_URL=dead, GENERATE_URL=dead)
+    elif case == "no terraform state":
+        # `make smoke` with nothing set runs `terraform output` (here in an empty
+        # directory: no api_urls; or terraform is not installed: said so).
+        args = ["--terraform-dir", str(tmp_path)]
+    else:
+        args = ["--outputs", str(outputs), "--auth", "anonymous"]
+        outputs.write_text(json.dumps({"api_urls": {"value": complete}}))
+    done = smoke(env, *args)
+    assert done.returncode == 1
+    assert lines_of(done)[-1].startswith(expected), done.stdout
+    if case == "no terraform state":
+        assert "terraform" in lines_of(done)[-1]
