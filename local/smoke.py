@@ -16,7 +16,8 @@ Who calls (`--auth`, default PIXME_SMOKE_AUTH, else the first one configured):
   (PIXME_SMOKE_EMAIL, PIXME_SMOKE_PASSWORD);
 - anonymous: Firebase Auth's signUp, a new anonymous user per run, deleted at
   the end.
-The Firebase ones need FIREBASE_API_KEY (the app's Web API key). With App
+The Firebase ones need FIREBASE_API_KEY (the app's Web API key);
+FIREBASE_AUTH_EMULATOR_HOST sends them to the Auth emulator instead. With App
 Check enforced, PIXME_SMOKE_APP_CHECK_DEBUG_TOKEN (a debug token registered for
 the app FIREBASE_APP_ID) is exchanged through App Check's exchangeDebugToken.
 
@@ -241,6 +242,10 @@ def google_post(url: str, body: Mapping[str, Any], api_key: str, what: str) -> d
     return answer
 
 
+def emulated(base: str) -> str:
+    return "" if base == IDENTITY_TOOLKIT else f", at {base}"
+
+
 @dataclass(frozen=True)
 class FirebaseAnonymous:
     """A new anonymous Firebase user per run (Identity Toolkit accounts:signUp),
@@ -249,15 +254,17 @@ class FirebaseAnonymous:
     anonymous tier's quotas, which one generation and one edit fit."""
 
     api_key: str
+    base: str = IDENTITY_TOOLKIT
 
     def sign_in(self) -> Identity:
-        url = f"{IDENTITY_TOOLKIT}/accounts:signUp"
+        url = f"{self.base}/accounts:signUp"
         answer = google_post(url, {"returnSecureToken": True}, self.api_key, "accounts:signUp")
-        return Identity(str(answer["idToken"]), str(answer["localId"]), "a new anonymous Firebase user")
+        how = "a new anonymous Firebase user" + emulated(self.base)
+        return Identity(str(answer["idToken"]), str(answer["localId"]), how)
 
     def forget(self, identity: Identity) -> str | None:
         body = {"idToken": identity.id_token}
-        google_post(f"{IDENTITY_TOOLKIT}/accounts:delete", body, self.api_key, "accounts:delete")
+        google_post(f"{self.base}/accounts:delete", body, self.api_key, "accounts:delete")
         return f"deleted the anonymous Firebase user {identity.uid}"
 
 
@@ -268,12 +275,14 @@ class FirebasePassword:
     api_key: str
     email: str
     password: str
+    base: str = IDENTITY_TOOLKIT
 
     def sign_in(self) -> Identity:
         body = {"email": self.email, "password": self.password, "returnSecureToken": True}
-        url = f"{IDENTITY_TOOLKIT}/accounts:signInWithPassword"
+        url = f"{self.base}/accounts:signInWithPassword"
         answer = google_post(url, body, self.api_key, "accounts:signInWithPassword")
-        return Identity(str(answer["idToken"]), str(answer["localId"]), f"Firebase test user {self.email}")
+        how = f"Firebase test user {self.email}" + emulated(self.base)
+        return Identity(str(answer["idToken"]), str(answer["localId"]), how)
 
     def forget(self, identity: Identity) -> str | None:
         return None
@@ -326,11 +335,14 @@ def token_source(auth: str, env: Mapping[str, str]) -> TokenSource:
         return IssuerTokens(need("PIXME_ISSUER_URL"))
     if auth == "token":
         return GivenToken(need("PIXME_SMOKE_ID_TOKEN"))
+    # The Firebase SDKs' variable for the Auth emulator, which answers the same REST calls.
+    emulator = env.get("FIREBASE_AUTH_EMULATOR_HOST")
+    base = f"http://{emulator}/identitytoolkit.googleapis.com/v1" if emulator else IDENTITY_TOOLKIT
     if auth == "password":
         key, email = need("FIREBASE_API_KEY"), need("PIXME_SMOKE_EMAIL")
-        return FirebasePassword(key, email, need("PIXME_SMOKE_PASSWORD"))
+        return FirebasePassword(key, email, need("PIXME_SMOKE_PASSWORD"), base)
     if auth == "anonymous":
-        return FirebaseAnonymous(need("FIREBASE_API_KEY"))
+        return FirebaseAnonymous(need("FIREBASE_API_KEY"), base)
     raise Failed(f"unknown --auth {auth!r}; one of {', '.join(AUTH_CHOICES)}")
 
 

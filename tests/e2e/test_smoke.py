@@ -2,20 +2,28 @@
 the e2e stack: the flow passes and leaves nothing of its user behind; a
 refused token and an unreachable function end in `smoke: FAIL <step>` with a
 nonzero exit (and the second still deletes what the run made); a stack with
-App Check enforced passes too; bad URL sources fail before any call."""
+App Check enforced passes too; bad URL sources fail before any call. With
+firebase-tools installed, the Firebase Auth sign-ins run against its Auth
+emulator: the same REST calls as Google's, but unsigned tokens, which the
+functions must refuse."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+import requests
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from local.issuer import mint_token
@@ -183,3 +191,100 @@ def test_a_missing_input_fails_before_any_call(case: str, expected: str, tmp_pat
     assert lines_of(done)[-1].startswith(expected), done.stdout
     if case == "no terraform state":
         assert "terraform" in lines_of(done)[-1]
+
+
+# --- Firebase Auth's REST calls, against its emulator ---------------------------------
+
+EMULATOR_PROJECT = "demo-pixme"  # a demo- project: the emulator reaches for nothing online
+API_KEY = "emulator-key"  # the emulator wants a key, as Google does, and accepts any
+
+
+@pytest.fixture(scope="module")
+def auth_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Firebase Auth emulator of firebase-tools (Node only, no download); its host:port."""
+    firebase = shutil.which("firebase")
+    if firebase is None:
+        pytest.skip("firebase-tools is not installed (npm install -g firebase-tools)")
+    home = tmp_path_factory.mktemp("auth-emulator")
+    port, hub, logging_port = closed_port(), closed_port(), closed_port()
+    emulators = {
+        "auth": {"host": "127.0.0.1", "port": port},
+        "hub": {"host": "127.0.0.1", "port": hub},
+        "logging": {"host": "127.0.0.1", "port": logging_port},
+        "ui": {"enabled": False},
+    }
+    (home / "firebase.json").write_text(json.dumps({"emulators": emulators}))
+    argv = [firebase, "emulators:start", "--only", "auth", "--project", EMULATOR_PROJECT]
+    with (home / "emulator.log").open("w") as log:
+        proc = subprocess.Popen(argv, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/", timeout=2).json()["authEmulator"]["ready"]:
+                    break
+            except (requests.RequestException, ValueError, KeyError):
+                pass
+            assert proc.poll() is None, (home / "emulator.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the Auth emulator did not start in 120 s"
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def emulator_users(host: str, uids: list[str]) -> list[str]:
+    """Which of `uids` the emulator still has (its admin token is `owner`)."""
+    url = f"http://{host}/identitytoolkit.googleapis.com/v1/projects/{EMULATOR_PROJECT}/accounts:lookup"
+    resp = requests.post(url, json={"localId": uids}, headers={"Authorization": "Bearer owner"}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return [str(u["localId"]) for u in resp.json().get("users", [])]
+
+
+def emulated_env(stack: Stack, host: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    base = {**url_vars(stack), "FIREBASE_AUTH_EMULATOR_HOST": host, "FIREBASE_API_KEY": API_KEY}
+    return operator_env({**base, **(extra or {})})
+
+
+def test_an_anonymous_user_is_made_and_deleted_through_the_rest_api(stack: Stack, auth_emulator: str) -> None:
+    done = smoke(emulated_env(stack, auth_emulator))
+    lines = lines_of(done)
+    assert done.returncode == 1
+    assert passed_steps(lines) == ["urls", "auth", "token"]
+    assert "(a new anonymous Firebase user, at http://" in lines[2]
+    # The emulator signs nothing (alg none): the functions refuse its tokens.
+    assert lines[-1].startswith("smoke: FAIL ticket: POST uploads/: 401 invalid_token"), lines[-1]
+    uid = uid_in(lines)
+    assert f"smoke: forget-user ok: deleted the anonymous Firebase user {uid}" in lines
+    assert emulator_users(auth_emulator, [uid]) == []
+
+
+def test_a_test_user_signs_in_with_its_password_and_is_kept(stack: Stack, auth_emulator: str) -> None:
+    email, password = f"smoke-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(12)
+    made = requests.post(
+        f"http://{auth_emulator}/identitytoolkit.googleapis.com/v1/accounts:signUp",
+        json={"email": email, "password": password, "returnSecureToken": True},
+        headers={"X-Goog-Api-Key": API_KEY},
+        timeout=10,
+    )
+    assert made.status_code == 200, made.text
+    uid = made.json()["localId"]
+    user = {"PIXME_SMOKE_EMAIL": email, "PIXME_SMOKE_PASSWORD": password}
+    done = smoke(emulated_env(stack, auth_emulator, user))
+    lines = lines_of(done)
+    assert done.returncode == 1
+    assert passed_steps(lines) == ["urls", "auth", "token"]
+    assert uid_in(lines) == uid and f"(Firebase test user {email}, at http://" in lines[2]
+    assert lines[-1].startswith("smoke: FAIL ticket: POST uploads/: 401 invalid_token"), lines[-1]
+    assert not any("forget-user" in line for line in lines)
+    assert emulator_users(auth_emulator, [uid]) == [uid]
+
+    wrong = smoke(emulated_env(stack, auth_emulator, {**user, "PIXME_SMOKE_PASSWORD": "not-" + password}))
+    assert wrong.returncode == 1
+    refused = "smoke: FAIL token: accounts:signInWithPassword: 400 "
+    assert lines_of(wrong)[-1].startswith(refused), wrong.stdout
