@@ -84,10 +84,10 @@ def step(name: str, action: Callable[[], tuple[T, str]]) -> T:
     started = time.monotonic()
     try:
         value, detail = action()
-    except (Failed, AppError, TimeoutError) as err:
-        raise StepFailed(name, str(err)) from None
-    except requests.RequestException as err:
+    except requests.RequestException as err:  # before OSError, its base class
         raise StepFailed(name, f"{type(err).__name__}: {err}") from None
+    except (Failed, AppError, OSError) as err:  # OSError: urllib's (the issuer's), timeouts
+        raise StepFailed(name, str(err)) from None
     say(f"{name} ok {(time.monotonic() - started) * 1000:.0f} ms: {detail}")
     return value
 
@@ -135,6 +135,8 @@ def terraform_outputs(chdir: Path) -> dict[str, Any]:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     except FileNotFoundError:
         raise Failed("terraform is not installed: pass --outputs FILE or set the *_URL variables") from None
+    except subprocess.TimeoutExpired:
+        raise Failed(f"`{' '.join(argv)}` did not answer in 120 s") from None
     if done.returncode != 0:
         # Terraform draws boxes around its diagnostics; the "Error:" line says what failed.
         lines = [line.strip(" │╷╵") for line in done.stderr.splitlines()]

@@ -163,6 +163,8 @@ def test_the_flow_passes_with_app_check_enforced(enforcing: Stack) -> None:
         ("some *_URL variables", "smoke: FAIL urls: EDIT_URL, SESSIONS_URL, ACCOUNT_URL not set"),
         ("no terraform state", "smoke: FAIL urls: "),
         ("anonymous without a key", "smoke: FAIL auth: --auth anonymous needs FIREBASE_API_KEY"),
+        ("the issuer down", "smoke: FAIL token: <urlopen error"),
+        ("App Check with a bad app id", "smoke: FAIL auth: FIREBASE_APP_ID 'web-app' is not 1:"),
     ],
 )
 def test_a_missing_input_fails_before_any_call(case: str, expected: str, tmp_path: Path) -> None:
@@ -183,9 +185,17 @@ def test_a_missing_input_fails_before_any_call(case: str, expected: str, tmp_pat
         # `make smoke` with nothing set runs `terraform output` (here in an empty
         # directory: no api_urls; or terraform is not installed: said so).
         args = ["--terraform-dir", str(tmp_path)]
-    else:
+    elif case == "anonymous without a key":
         args = ["--outputs", str(outputs), "--auth", "anonymous"]
         outputs.write_text(json.dumps({"api_urls": {"value": complete}}))
+    elif case == "App Check with a bad app id":
+        outputs.write_text(json.dumps({"api_urls": {"value": complete}}))
+        args = ["--outputs", str(outputs), "--auth", "anonymous"]
+        env.update(
+            FIREBASE_API_KEY=API_KEY, FIREBASE_APP_ID="web-app", PIXME_SMOKE_APP_CHECK_DEBUG_TOKEN="debug"
+        )
+    else:  # a stack.env left by a stack that has stopped
+        env.update({f"{name.upper()}_URL": dead for name in API_FUNCTIONS}, PIXME_ISSUER_URL=dead)
     done = smoke(env, *args)
     assert done.returncode == 1
     assert lines_of(done)[-1].startswith(expected), done.stdout
