@@ -90,6 +90,13 @@ up: setup
 bench: setup
 	$(PY) bench/run.py
 
+# The demo's flow against a deployment (local/smoke.py): the URLs from
+# `terraform -chdir=infra output`, or from the *_URL variables when set
+# (after `make up`: source out/stack/stack.env && make smoke).
+.PHONY: smoke
+smoke: $(VENV_STAMP)
+	$(PY) -m local.smoke $(SMOKE_ARGS)
+
 check: lint test
 
 # Rewrite what is derived from the code: README.md's settings table and openapi.json.

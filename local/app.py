@@ -1,4 +1,4 @@
-"""What the mobile app does over HTTP, for the demo, the tests and the load run.
+"""What the mobile app does over HTTP, for the demo, the tests, the load run and the smoke test.
 
 The upload is the production flow: ask `uploads` for a signed URL, PUT the
 bytes to it with exactly the headers it names, then poll the upload's status.
@@ -8,7 +8,7 @@ Nothing here knows about the emulators: it only sees URLs and a token.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -28,9 +28,19 @@ class AppError(Exception):
 
 
 class AppClient:
-    def __init__(self, functions: Mapping[str, str], token: str, timeout_s: float = 120) -> None:
+    def __init__(
+        self,
+        functions: Mapping[str, str],
+        token: str,
+        timeout_s: float = 120,
+        app_check: str | None = None,
+    ) -> None:
+        """app_check: an App Check token, sent as the app does, for a deployment
+        that enforces it."""
         self.functions = dict(functions)
         self.headers = {"Authorization": f"Bearer {token}"}
+        if app_check is not None:
+            self.headers["X-Firebase-AppCheck"] = app_check
         self.timeout_s = timeout_s
         self.http = requests.Session()
 
@@ -76,8 +86,16 @@ class AppClient:
     def upload_status(self, upload_id: str) -> dict[str, Any]:
         return self.call("GET", "uploads", f"/{upload_id}")
 
-    def wait_upload(self, upload_id: str, timeout_s: float = 30) -> dict[str, Any]:
-        """Poll until the upload is ready or rejected."""
+    def wait_upload(
+        self,
+        upload_id: str,
+        timeout_s: float = 30,
+        poll_s: float = 0.1,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the upload is ready or rejected; `progress` sees every
+        unfinished status. Against a deployment each poll is an invocation, so
+        poll_s is larger there than against the local stack."""
         deadline = time.monotonic() + timeout_s
         while True:
             status = self.upload_status(upload_id)
@@ -85,7 +103,9 @@ class AppClient:
                 return status
             if time.monotonic() > deadline:
                 raise TimeoutError(f"upload {upload_id} still {status['status']} after {timeout_s:.0f} s")
-            time.sleep(0.1)
+            if progress is not None:
+                progress(status)
+            time.sleep(poll_s)
 
 
 def content_type_of(data: bytes) -> str:
