@@ -8,6 +8,7 @@ message naming them, at the first request rather than as a vague error later.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -60,6 +61,7 @@ ENV_VARS: tuple[str, ...] = (
     "PIXME_APP_CHECK",
     "PIXME_PROJECT_NUMBER",
     "PIXME_APP_CHECK_JWKS_URL",
+    "PIXME_CORS_ORIGINS",
     # The model backend, under google-genai's own names.
     "GOOGLE_GENAI_USE_VERTEXAI",
     "GOOGLE_CLOUD_LOCATION",
@@ -79,6 +81,8 @@ ANONYMOUS_POLICIES = ("allow", "deny")
 APP_CHECK_MODES = ("off", "monitor", "enforce")
 APP_CHECK_JWKS_URL = "https://firebaseappcheck.googleapis.com/v1/jwks"
 ORIGINAL_POLICIES = ("delete", "quarantine", "keep")
+# An exact web origin: scheme, host and an optional port; no path, no wildcard.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -121,6 +125,16 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     if raw not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {raw!r}")
     return raw
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated exact origins; a wildcard or a path would open the API
+    to pages nobody listed, so they are refused rather than guessed at."""
+    origins = tuple(filter(None, (p.strip() for p in env.get(name, "").split(","))))
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ConfigError(f"{name}: {origin!r} is not an exact origin like http://127.0.0.1:8080")
+    return origins
 
 
 @dataclass(frozen=True)
@@ -226,6 +240,9 @@ class Settings:
     # The Firebase project whose ID tokens are accepted (their audience and
     # issuer suffix); empty: the GCP project.
     firebase_project: str = ""
+    # Web pages (exact origins) that may call the API from a browser; empty:
+    # no CORS at all, the cloud's default (the mobile app needs none).
+    cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Settings made in code (tests) may give only `models`: each alias costs 1.
@@ -339,4 +356,5 @@ class Settings:
             # GOOGLE_API_KEY wins when both are set, as in the SDK.
             api_key=(env.get("GOOGLE_API_KEY", "").strip() or env.get("GEMINI_API_KEY", "").strip()),
             firebase_project=env.get("PIXME_FIREBASE_PROJECT", "").strip(),
+            cors_origins=_origins(env, "PIXME_CORS_ORIGINS"),
         )
