@@ -25,10 +25,18 @@ $(RVENV)/.installed: local/renderer/requirements.txt
 setup: $(VENV)/.installed $(RVENV)/.installed
 	$(PY) -m local.stack check
 
+# The playground's browser test drives Debian's Chromium through Playwright;
+# nothing downloads a browser of its own.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
 demo: setup
 	$(PY) -m local.demo $(DEMO_ARGS)
 
-test: setup
+test: setup $(CHROMIUM)
 	$(PY) -m pytest tests -q
 
 unit: $(VENV)/.installed
@@ -37,7 +45,7 @@ unit: $(VENV)/.installed
 integration: setup
 	$(PY) -m pytest tests/integration -q
 
-e2e: setup
+e2e: setup $(CHROMIUM)
 	$(PY) -m pytest tests/e2e -q
 
 lint: $(VENV)/.installed
