@@ -65,10 +65,18 @@ lock: $(VENV_STAMP)
 setup: $(VENV_STAMP) $(RVENV_STAMP)
 	$(PY) -m local.stack check
 
+# The playground's browser test drives Debian's Chromium through Playwright;
+# nothing downloads a browser of its own.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
 demo: setup
 	$(PY) -m local.demo $(DEMO_ARGS)
 
-test: setup
+test: setup $(CHROMIUM)
 	$(PY) -m pytest tests -q
 
 unit: $(VENV_STAMP)
@@ -77,7 +85,7 @@ unit: $(VENV_STAMP)
 integration: setup
 	$(PY) -m pytest tests/integration -q
 
-e2e: setup
+e2e: setup $(CHROMIUM)
 	$(PY) -m pytest tests/e2e -q
 
 lint: $(VENV_STAMP)

@@ -28,6 +28,12 @@ Checked, with Cloud Storage's XML error answers:
   header on its XML path, so it is checked here, under a lock per object, so
   that two concurrent create-only PUTs can never both succeed.
 
+With `--cors-origin ORIGIN` (repeatable; the stack passes the playground's),
+a browser page of that origin may use the URLs as a bucket with that CORS
+configuration allows: its preflight (OPTIONS, for GET, HEAD or PUT) is
+answered, and every answer to it carries Access-Control-Allow-Origin. Other
+origins' preflights are refused (403), as without CORS.
+
 `GET /healthz` answers 200. One log line per request on stdout.
 """
 
@@ -115,6 +121,9 @@ READ_CHUNK = 64 * 1024
 # long, so that closing the socket does not reset the connection (see _linger).
 LINGER_S = 2.0
 UPSTREAM_TIMEOUT_S = 30.0
+# What a listed page may do cross-origin: read an image, send a photo.
+CORS_METHODS = ("GET", "HEAD", "PUT")
+CORS_MAX_AGE_S = 3600
 
 ACCESS_DENIED = "Access denied."
 MALFORMED = "Your request has a malformed header."
@@ -638,6 +647,25 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._serve()
 
+    def do_OPTIONS(self) -> None:
+        """A browser's preflight: answered for a listed origin and a method it
+        may use, with the headers it asked for (the signature check still
+        refuses any x-goog-* header the URL does not sign)."""
+        self._body_read = not has_body(self.headers)
+        origin = self.headers.get("Origin", "")
+        method = self.headers.get("Access-Control-Request-Method", "")
+        if origin not in self.server.cors_origins or method not in CORS_METHODS:
+            self._refuse(Refusal(403, "AccessDenied", ACCESS_DENIED, "CORS request not allowed."))
+            self.server.log(f"OPTIONS {self.path.split('?', 1)[0]} from {origin or '-'} -> 403 (CORS)")
+            return
+        headers = [
+            ("Access-Control-Allow-Methods", ", ".join(CORS_METHODS)),
+            ("Access-Control-Allow-Headers", self.headers.get("Access-Control-Request-Headers", "")),
+            ("Access-Control-Max-Age", str(CORS_MAX_AGE_S)),
+        ]
+        self._send(200, headers, b"")
+        self.server.log(f"OPTIONS {self.path.split('?', 1)[0]} from {origin} -> 200 (CORS {method})")
+
     def _serve(self) -> None:
         raw_path, raw_query, bucket, name = split_target(self.path)
         what = f"{self.command} {bucket}/{name}"
@@ -702,6 +730,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", length)
         if self.close_connection:
             self.send_header("Connection", "close")
+        origin = self.headers.get("Origin", "")
+        if origin in self.server.cors_origins:
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Vary", "Origin")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -726,9 +758,17 @@ class SignedUrlServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, host: str, port: int, upstream: Upstream, verifier: Verifier) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        upstream: Upstream,
+        verifier: Verifier,
+        cors_origins: Sequence[str] = (),
+    ) -> None:
         self.upstream = upstream
         self.verifier = verifier
+        self.cors_origins = frozenset(cors_origins)
         self.locks = ObjectLocks()
         super().__init__((host, port), _Handler)
 
@@ -744,9 +784,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="fake-gcs-server's URL, e.g. http://127.0.0.1:4443")
     parser.add_argument("--key-file", required=True, help="the service-account JSON key URLs are signed with")
+    parser.add_argument(
+        "--cors-origin", action="append", default=[], help="a web origin whose pages may use the URLs"
+    )
     args = parser.parse_args(argv)
     key = ServiceAccountKey.from_file(args.key_file)
-    server = SignedUrlServer(args.host, args.port, Upstream(args.upstream), Verifier(key))
+    server = SignedUrlServer(
+        args.host, args.port, Upstream(args.upstream), Verifier(key), cors_origins=args.cors_origin
+    )
     server.log(
         f"listening on http://{args.host}:{server.server_address[1]}, upstream {args.upstream}, "
         f"signer {key.email}"

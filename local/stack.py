@@ -25,6 +25,8 @@ Components (each on a free loopback port, logs in `out/stack/<name>.log`):
 - issuer:    `local.issuer`, Firebase-shaped ID tokens and their certificates.
 - renderer:  the offline image model (`local.renderer`, optional).
 - functions: one functions-framework process per target.
+- playground: `local.playground.server`, a web page calling the functions
+             from a browser (its origin is the one PIXME_CORS_ORIGINS lists).
 
 A service-account key for signing URLs is written to `out/stack/` as well.
 `Stack(components=...)` starts a part only (integration tests start, e.g.,
@@ -81,6 +83,7 @@ COMPONENTS: tuple[str, ...] = (
     "issuer",
     "renderer",
     "functions",
+    "playground",
 )
 DEFAULT_SOURCE = REPO_ROOT / "functions" / "main.py"
 DEFAULT_LOG_DIR = REPO_ROOT / "out" / "stack"
@@ -457,6 +460,10 @@ class Stack:
                 raise ValueError(f"the bridge needs {sorted(needs)} too")
             if bridge_target is None and not ("functions" in self.components and "on_upload" in self.targets):
                 raise ValueError("the bridge needs a target: the on_upload function, or bridge_target=")
+        if "playground" in self.components:
+            needs = {"functions", "issuer"} - self.components
+            if needs:
+                raise ValueError(f"the playground needs {sorted(needs)} too")
         if "functions" in self.components and not self.targets:
             raise ValueError("functions component with no targets")
         self.env_overrides = dict(env_overrides or {})
@@ -473,6 +480,7 @@ class Stack:
         self.issuer_url: str | None = None
         self.renderer_url: str | None = None
         self.bridge_url: str | None = None
+        self.playground_url: str | None = None
         self.functions: dict[str, str] = {}
         self.signing_key_file: str | None = None
         self.env: dict[str, str] = {}
@@ -660,6 +668,8 @@ class Stack:
             self.renderer_url = f"http://{HOST}:{ports['renderer']}"
         if "bridge" in comps:
             self.bridge_url = f"http://{HOST}:{ports['bridge']}"
+        if "playground" in comps:
+            self.playground_url = f"http://{HOST}:{ports['playground']}"
         self.functions = {n: f"http://{HOST}:{ports['fn:' + n]}" for n in fn_names}
 
         key_path = self.log_dir / "signing-key.json"
@@ -764,7 +774,7 @@ class Stack:
                     "signed_urls",
                     [tool_python, "-m", "local.signed_urls", "--host", HOST, "--port",
                      str(ports["signed_urls"]), "--upstream", self.storage_url or "",
-                     "--key-file", self.signing_key_file],
+                     "--key-file", self.signing_key_file, *self._cors_args()],
                     self.log_dir / "signed_urls.log",
                     env=tool_env,
                     cwd=REPO_ROOT,
@@ -823,6 +833,20 @@ class Stack:
                 waiters[f"fn-{name}"] = lambda p=p, n=name: self._wait_http(
                     p, self.functions[n] + "/", ok_only=False, where=self.functions[n], label=f"function {n}"
                 )
+        if "playground" in comps:
+            p = self._spawn(
+                Proc(
+                    "playground",
+                    [tool_python, "-m", "local.playground.server", "--host", HOST, "--port",
+                     str(ports["playground"]), "--config", str(self._write_playground_config())],
+                    self.log_dir / "playground.log",
+                    env=tool_env,
+                    cwd=REPO_ROOT,
+                )
+            )  # fmt: skip
+            waiters["playground"] = lambda p=p: self._wait_http(
+                p, f"{self.playground_url}/healthz", ok_only=True, where=self.playground_url
+            )
         self._run_waiters(waiters)
         self.started_in_s = self._elapsed()
         self._say(f"all ready in {self.started_in_s:.1f} s (logs in {self.log_dir})")
@@ -865,6 +889,23 @@ class Stack:
             if isinstance(err, (StartError, MissingPrerequisite)):
                 raise err
             raise StartError(f"{name}: {err!r}") from err
+
+    def _cors_args(self) -> list[str]:
+        """The signed-URL front lets the playground's page PUT and GET, as a
+        bucket's CORS configuration would."""
+        return ["--cors-origin", self.playground_url] if self.playground_url else []
+
+    def _write_playground_config(self) -> Path:
+        """What the playground page is told: where to call, and nothing secret."""
+        path = self.log_dir / "playground.json"
+        config = {
+            "project": self.project,
+            "functions": {n: u for n, u in self.functions.items() if self.targets[n] == "http"},
+            "issuer_url": self.issuer_url,
+            "storage_url": self.signed_urls_url,
+        }
+        path.write_text(json.dumps(config, indent=2) + "\n")
+        return path
 
     def _setup_pubsub(self) -> None:
         base = f"http://{self.pubsub_host}/v1/projects/{self.project}"
@@ -911,6 +952,8 @@ class Stack:
             env["PIXME_PROJECT_NUMBER"] = self.project_number
         if self.signing_key_file:
             env["PIXME_SIGNING_KEY_FILE"] = self.signing_key_file
+        if self.playground_url:
+            env["PIXME_CORS_ORIGINS"] = self.playground_url
         env.update(self._model_env())
         for k, v in self.env_overrides.items():
             if v is None:
@@ -955,6 +998,7 @@ class Stack:
             "issuer_url": self.issuer_url,
             "renderer_url": self.renderer_url,
             "bridge_url": self.bridge_url,
+            "playground_url": self.playground_url,
             "functions": dict(self.functions),
             "uploads_bucket": self.uploads_bucket,
             "assets_bucket": self.assets_bucket,
@@ -988,6 +1032,7 @@ def _print_summary(stack: Stack, token: str | None, env_file: Path) -> None:
         ("Event bridge", d["bridge_url"]),
         ("Token issuer", d["issuer_url"]),
         ("Renderer", d["renderer_url"]),
+        ("Playground (web page)", d["playground_url"]),
     ]
     for label, value in rows:
         if value:
@@ -998,6 +1043,8 @@ def _print_summary(stack: Stack, token: str | None, env_file: Path) -> None:
     w(f"  {'signing key':<26} {d['signing_key_file']}\n")
     w(f"  {'model':<26} {d['model']}\n")
     w(f"  {'logs':<26} {stack.log_dir}/<name>.log\n\n")
+    if d["playground_url"]:
+        w(f"Open the playground in a browser: {d['playground_url']}\n")
     w(f"Environment for clients and the examples below: source {env_file}\n")
     if token:
         w(f"\nID token for uid demo-user (valid 1 h):\nTOKEN={token}\n")
@@ -1028,6 +1075,8 @@ def _write_env_file(stack: Stack, token: str | None) -> Path:
         lines.append(f"export {name.upper()}_URL={_shell_quote(url)}")
     if stack.issuer_url:
         lines.append(f"export PIXME_ISSUER_URL={_shell_quote(stack.issuer_url)}")
+    if stack.playground_url:
+        lines.append(f"export PLAYGROUND_URL={_shell_quote(stack.playground_url)}")
     if token:
         lines.append(f"export TOKEN={_shell_quote(token)}")
     path = stack.log_dir / "stack.env"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -33,6 +34,8 @@ PIXEL_CEILING = 100_000_000
 # Cloud Storage refuses V4 signatures valid for longer than 7 days.
 MAX_SIGNED_URL_TTL_S = 604_800
 APP_CHECK_JWKS_URL = "https://firebaseappcheck.googleapis.com/v1/jwks"
+# An exact web origin: scheme, host and an optional port; no path, no wildcard.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,18 @@ def _models(raw: str, default: str) -> dict[str, ModelAlias]:
     """Parse the operator's allowlist, comma-separated."""
     aliases = [_alias(item) for item in filter(None, (p.strip() for p in raw.split(",")))]
     return {a.alias: a for a in aliases} or {"default": ModelAlias("default", default)}
+
+
+def _origins(value: Any) -> Any:
+    """Comma-separated exact origins; a wildcard or a path would open the API
+    to pages nobody listed, so they are refused rather than guessed at."""
+    if not isinstance(value, str):
+        return value
+    origins = tuple(filter(None, (p.strip() for p in value.split(","))))
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ValueError(f"{origin!r} is not an exact origin like http://127.0.0.1:8080")
+    return origins
 
 
 def _lower(value: Any) -> Any:
@@ -343,6 +358,17 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("GOOGLE_API_KEY", "GEMINI_API_KEY"),
         description="the Developer API's key (`GOOGLE_API_KEY` wins when both are set, as in the SDK)",
         json_schema_extra={"env": "GOOGLE_API_KEY` / `GEMINI_API_KEY", "shown": "unset"},
+    )
+    # Web pages (exact origins) that may call the API from a browser; empty:
+    # no CORS at all, the cloud's default (the mobile app needs none).
+    cors_origins: Annotated[tuple[str, ...], BeforeValidator(_origins)] = env(
+        "PIXME_CORS_ORIGINS",
+        "web origins, comma-separated and exact (`scheme://host[:port]`, no wildcard, no path), whose pages"
+        " may call the functions from a browser: their preflights are answered and their answers carry"
+        " `Access-Control-Allow-Origin`. Off in the cloud (the app needs no CORS); the local stack sets it"
+        " to the playground's origin",
+        "empty (off)",
+        default=(),
     )
     # Derived from PIXME_MODEL / PIXME_MODELS (not variables of their own):
     # alias → model id, and the aliases' costs and required claims.

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, NoReturn
 
-from flask import Request
+from flask import Request, after_this_request
+from flask import Response as FlaskResponse
 from pydantic import BaseModel
 
 from pixme import logs, wiring
@@ -49,6 +50,11 @@ Response = tuple[str, int, dict[str, str]]
 # What an entry point's action gives back: a status and a JSON body, and
 # optionally headers to send with them.
 Outcome = tuple[int, BaseModel] | tuple[int, BaseModel, dict[str, str]]
+# CORS, for the pages PIXME_CORS_ORIGINS lists: the headers their scripts may
+# send, the answer headers they may read, and how long a preflight holds.
+CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Firebase-AppCheck"
+CORS_EXPOSED_HEADERS = "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
+CORS_MAX_AGE_S = 600
 
 
 def _json(status: int, body: dict[str, Any] | BaseModel, extra: dict[str, str] | None = None) -> Response:
@@ -180,6 +186,34 @@ def _discard_unread_body(request: Request) -> None:
     request.stream = io.BytesIO()
 
 
+def cors(request: Request, methods: tuple[str, ...]) -> Response | None:
+    """CORS for an origin PIXME_CORS_ORIGINS lists (none by default, so none in
+    the cloud): its preflight is answered here (returned, for serve() to send);
+    any other request of it gets the headers that let its page read the answer.
+    Other origins get nothing: a preflight of theirs falls through to the 405."""
+    try:
+        allowed = wiring.settings().cors_origins
+    except PixmeError:
+        return None  # serve() answers the misconfiguration
+    origin = request.headers.get("Origin", "")
+    if origin not in allowed:
+        return None
+    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+        headers["Access-Control-Allow-Methods"] = ", ".join(methods)
+        headers["Access-Control-Allow-Headers"] = CORS_REQUEST_HEADERS
+        headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+        return "", 204, headers
+    headers["Access-Control-Expose-Headers"] = CORS_EXPOSED_HEADERS
+
+    @after_this_request
+    def add_cors(response: FlaskResponse) -> FlaskResponse:
+        response.headers.update(headers)
+        return response
+
+    return None
+
+
 def serve(
     request: Request,
     methods: tuple[str, ...],
@@ -187,6 +221,8 @@ def serve(
 ) -> Response:
     """Run `action` for an allowed method and turn its outcome into a response;
     log one `request` line for it."""
+    if (preflight := cors(request, methods)) is not None:
+        return preflight
     started = time.perf_counter()
     with logs.scope(logs.trace_from_headers(request.headers)):
         failure: Exception | None = None

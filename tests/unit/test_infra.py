@@ -658,6 +658,8 @@ LEFT_TO_THE_CODE = {
     "PIXME_SIGNING_KEY_FILE",
     "PIXME_PUBLIC_STORAGE_URL",
     "PIXME_LOG_FORMAT",
+    # Off in the cloud: the mobile app needs no CORS (the local playground does).
+    "PIXME_CORS_ORIGINS",
     # Local stand-ins only: in the cloud the functions use Vertex AI with their
     # service account, no key and Google's own endpoints.
     "GOOGLE_GEMINI_BASE_URL",
