@@ -26,7 +26,7 @@ from google import genai
 from google.api_core import exceptions as gexc
 from google.genai import types
 from test_entry_readme import REASON_CLASS, raised_codes
-from test_entry_routes import SOURCE, Records, Stack, client, payload
+from test_entry_routes import Records, Stack, client, payload
 from werkzeug.test import TestResponse
 
 from fakes import png, settings
@@ -44,14 +44,15 @@ from pixme.layout import upload_object
 
 # What each scenario observed: (status, code).
 Observed = tuple[int, str]
-SCENARIOS: dict[str, Callable[[Stack, pytest.MonkeyPatch], Observed]] = {}
+# A scenario gets the fakes installed, the test's monkeypatch and the loopback Gemini.
+Scenario = Callable[[Stack, pytest.MonkeyPatch, "GeminiStub"], Observed]
+SCENARIOS: dict[str, Scenario] = {}
 REAL_SETTINGS = wiring.settings  # the composition root's own, before any test replaces it
 
 
-def scenario(*codes: str) -> Callable[[Callable[..., Observed]], Callable[..., Observed]]:
-    def register(fn: Callable[..., Observed]) -> Callable[..., Observed]:
-        for code in codes:
-            SCENARIOS[code] = fn
+def scenario(code: str) -> Callable[[Scenario], Scenario]:
+    def register(fn: Scenario) -> Scenario:
+        SCENARIOS[code] = fn
         return fn
 
     return register
@@ -79,23 +80,23 @@ def closed_port() -> int:
 
 
 @scenario("missing_token")
-def _missing_token(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _missing_token(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     return seen(stack.call("generate", "POST", token=None, body={}))
 
 
 @scenario("invalid_token")
-def _invalid_token(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _invalid_token(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     return seen(stack.call("generate", "POST", token="nobody", body={}))
 
 
 @scenario("invalid_app_check")
-def _invalid_app_check(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _invalid_app_check(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     stack.app_check = AppCheckVerifier(settings(app_check="enforce", project_number="123456789012"))
     return seen(stack.call("generate", "POST", body={}, headers={"X-Firebase-AppCheck": "not.a.jwt"}))
 
 
 @scenario("auth_unavailable")
-def _auth_unavailable(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _auth_unavailable(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     certs = CertCache(f"http://127.0.0.1:{closed_port()}/certs", timeout_s=1)
     stack.verifier = FirebaseTokenVerifier(settings(), certs)
     token = SigningKey.generate().sign(firebase_claims("demo-test", "alice", 3600))
@@ -105,36 +106,36 @@ def _auth_unavailable(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("anonymous_not_allowed")
-def _anonymous(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _anonymous(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     stack = restack(mp, anonymous="deny")
     return seen(stack.call("generate", "POST", token="guest", body={}))
 
 
 @scenario("invalid_json")
-def _invalid_json(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _invalid_json(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     return seen(client("generate").post("/", data=b'{"style": ', headers={"Authorization": "Bearer alice"}))
 
 
 @scenario("body_too_large")
-def _body_too_large(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _body_too_large(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     raw = b" " * (web.MAX_BODY + 1)
     return seen(client("edit").post("/", data=raw, headers={"Authorization": "Bearer alice"}))
 
 
 @scenario("method_not_allowed")
-def _method_not_allowed(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _method_not_allowed(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     resp = stack.call("uploads", "PUT")
     assert resp.headers["Allow"] == "POST, GET, DELETE"
     return seen(resp)
 
 
 @scenario("route_not_found")
-def _route_not_found(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _route_not_found(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     return seen(stack.call("account", path="/nowhere"))
 
 
 @scenario("internal")
-def _internal(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _internal(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     def broken(*args: object, **kwargs: object) -> str:
         raise RuntimeError("a bug with a secret in it")
 
@@ -145,7 +146,7 @@ def _internal(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("misconfigured")
-def _misconfigured(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _misconfigured(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     for name in ENV_VARS:
         mp.delenv(name, raising=False)
     mp.setenv("GOOGLE_CLOUD_PROJECT", "p")  # the buckets are missing
@@ -162,27 +163,27 @@ def _generate(stack: Stack, **body: Any) -> Observed:
 
 
 @scenario("missing_field")
-def _missing_field(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _missing_field(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     return seen(stack.call("generate", "POST", body={"upload_id": "u_1"}))
 
 
 @scenario("invalid_field")
-def _invalid_field(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _invalid_field(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     return _generate(stack, upload_id=5)
 
 
 @scenario("field_too_long")
-def _field_too_long(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _field_too_long(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     return _generate(stack, prompt="x" * (stack.s.max_text_chars + 1))
 
 
 @scenario("unknown_style")
-def _unknown_style(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _unknown_style(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     return _generate(stack, style="vaporwave")
 
 
 @scenario("invalid_idempotency_key")
-def _invalid_key(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _invalid_key(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     body = {"upload_id": "u_1", "style": "comics"}
     return seen(stack.call("generate", "POST", body=body, headers={"Idempotency-Key": "no spaces"}))
 
@@ -191,12 +192,12 @@ def _invalid_key(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("upload_not_found")
-def _upload_not_found(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _upload_not_found(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     return _generate(stack, upload_id="u_missing")
 
 
 @scenario("session_not_found")
-def _session_not_found(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _session_not_found(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     return seen(stack.call("edit", "POST", body={"session_id": "s_missing", "instruction": "a hat"}))
 
 
@@ -208,13 +209,13 @@ def _session(stack: Stack) -> str:
 
 
 @scenario("turn_not_found")
-def _turn_not_found(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _turn_not_found(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     body = {"session_id": _session(stack), "instruction": "a hat", "from_turn": "t_missing"}
     return seen(stack.call("edit", "POST", body=body))
 
 
 @scenario("stale_head")
-def _stale_head(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _stale_head(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     body = {"session_id": _session(stack), "instruction": "a hat", "if_head": "t_older"}
     resp = stack.call("edit", "POST", body=body)
     assert payload(resp)["error"]["head_turn_id"]
@@ -222,7 +223,7 @@ def _stale_head(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("turn_exists")
-def _turn_exists(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _turn_exists(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     # Ids drawn twice alike: the session store refuses to record a turn id again.
     mp.setattr("pixme.services.avatars.new_id", lambda prefix: prefix + "same")
     body = {"session_id": _session(stack), "instruction": "a hat"}
@@ -230,7 +231,7 @@ def _turn_exists(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("object_not_found")
-def _object_not_found(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _object_not_found(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     upload_id = stack.upload()
     image_path = stack.world.uploads.get("alice", upload_id).image_path  # type: ignore[union-attr]
     stack.world.blobs.delete(stack.s.assets_bucket, str(image_path))  # removed behind the document
@@ -238,7 +239,7 @@ def _object_not_found(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("upload_rejected")
-def _upload_rejected(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _upload_rejected(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     resp = stack.generate(stack.upload(data=b"GIF89a, not a photo"))
     assert payload(resp)["error"]["reason"] == "unsupported_format"
     return seen(resp)
@@ -267,14 +268,14 @@ def _while_ingesting(stack: Stack, mp: pytest.MonkeyPatch, during: Callable[[str
 
 
 @scenario("upload_processing")
-def _upload_processing(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _upload_processing(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     inner: list[TestResponse] = []
     _while_ingesting(stack, mp, lambda upload_id: inner.append(stack.generate(upload_id)))
     return seen(inner[0])
 
 
 @scenario("upload_in_progress")
-def _upload_in_progress(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _upload_in_progress(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     # A redelivery while the first delivery works: retried by the platform (a 500 to
     # Eventarc, no JSON body), with the code as the ingest line's reason.
     statuses: list[int] = []
@@ -289,7 +290,7 @@ def _upload_in_progress(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("idempotency_key_reused")
-def _key_reused(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _key_reused(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     upload_id = stack.upload()
     key = {"Idempotency-Key": "retry-key-001"}
     assert stack.generate(upload_id, headers=key).status_code == 201
@@ -315,7 +316,7 @@ def _during_model_call(
 
 
 @scenario("request_in_progress")
-def _in_progress(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _in_progress(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     upload_id = stack.upload()
     key = {"Idempotency-Key": "retry-key-002"}
     answers = _during_model_call(stack, mp, lambda: stack.generate(upload_id, headers=key))
@@ -324,7 +325,7 @@ def _in_progress(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("too_many_in_flight")
-def _in_flight(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _in_flight(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     stack = restack(mp, user_max_in_flight=1)
     upload_id = stack.upload()
     answers = _during_model_call(stack, mp, lambda: stack.generate(upload_id))
@@ -333,7 +334,7 @@ def _in_flight(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("model_not_allowed")
-def _model_not_allowed(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _model_not_allowed(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     aliases = {"pro": ModelAlias("pro", "gemini-3-pro-image", 4, ("plan", "pro"))}
     stack = restack(mp, models={"pro": "gemini-3-pro-image"}, aliases=aliases)
     assert (
@@ -343,7 +344,7 @@ def _model_not_allowed(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("quota_exceeded")
-def _quota(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _quota(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     stack = restack(mp, daily_generations=1)
     upload_id = stack.upload()
     assert stack.generate(upload_id).status_code == 201
@@ -353,7 +354,7 @@ def _quota(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("budget_exhausted")
-def _budget(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _budget(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     stack = restack(mp, daily_budget=1)
     upload_id = stack.upload()
     assert stack.generate(upload_id).status_code == 201
@@ -361,14 +362,14 @@ def _budget(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("upload_quota_exceeded")
-def _upload_quota(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _upload_quota(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     stack = restack(mp, daily_uploads=1)
     stack.upload()
     return seen(stack.call("uploads", "POST", body={"content_type": "image/png"}))
 
 
 @scenario("too_many_pending_uploads")
-def _pending(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _pending(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     stack = restack(mp, max_pending_uploads=1)
     assert stack.call("uploads", "POST", body={"content_type": "image/png"}).status_code == 201
     return seen(stack.call("uploads", "POST", body={"content_type": "image/png"}))
@@ -378,7 +379,7 @@ def _pending(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("storage_unavailable")
-def _storage_down(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _storage_down(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     def signed_url(*args: object, **kwargs: object) -> str:
         with gcs_adapter._transient_as_unavailable():
             raise gexc.ServiceUnavailable("storage is down")  # type: ignore[no-untyped-call]
@@ -389,7 +390,7 @@ def _storage_down(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("database_unavailable")
-def _database_down(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _database_down(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     def get(*args: object) -> None:
         with firestore_adapter._transient_as_unavailable():
             raise gexc.DeadlineExceeded("firestore is slow")  # type: ignore[no-untyped-call]
@@ -399,7 +400,7 @@ def _database_down(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
 
 
 @scenario("database_contention")
-def _contention(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _contention(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     # What FirestoreSessions.append raises once every optimistic retry lost its race
     # (the retry loop itself: test_store_retries.py; against the emulator: the e2e suite).
     session_id = _session(stack)
@@ -505,11 +506,10 @@ def _real_model(stack: Stack, base_url: str, timeout_ms: int | None = None) -> N
     stack.world.avatars.model = GeminiModel(5, 10, client=sdk, sleep=no_wait)
 
 
-def _via_gemini(code: str) -> Callable[[Stack, pytest.MonkeyPatch], Observed]:
-    def run(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
-        stub: GeminiStub = run.stub  # type: ignore[attr-defined]
-        stub.answer = GEMINI_ANSWERS[code]
-        _real_model(stack, f"http://127.0.0.1:{stub.server_address[1]}")
+def _via_gemini(code: str) -> Scenario:
+    def run(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
+        gemini.answer = GEMINI_ANSWERS[code]
+        _real_model(stack, f"http://127.0.0.1:{gemini.server_address[1]}")
         return _generate(stack, upload_id=stack.upload())
 
     return run
@@ -520,21 +520,20 @@ for _code in GEMINI_ANSWERS:
 
 
 @scenario("model_unreachable")
-def _unreachable(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
+def _unreachable(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
     _real_model(stack, f"http://127.0.0.1:{closed_port()}")
     return _generate(stack, upload_id=stack.upload())
 
 
 @scenario("model_timeout")
-def _timeout(stack: Stack, mp: pytest.MonkeyPatch) -> Observed:
-    stub: GeminiStub = _timeout.stub  # type: ignore[attr-defined]
-    stub.answer = GEMINI_ANSWERS["no_image"]
-    stub.delay.set()
+def _timeout(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -> Observed:
+    gemini.answer = GEMINI_ANSWERS["no_image"]
+    gemini.delay.set()
     try:
-        _real_model(stack, f"http://127.0.0.1:{stub.server_address[1]}", timeout_ms=200)
+        _real_model(stack, f"http://127.0.0.1:{gemini.server_address[1]}", timeout_ms=200)
         return _generate(stack, upload_id=stack.upload())
     finally:
-        stub.delay.clear()
+        gemini.delay.clear()
 
 
 # --- the checks ----------------------------------------------------------------------------------
@@ -550,10 +549,8 @@ def test_each_code_is_reached_through_an_entry_point(
 ) -> None:
     stack = Stack()
     stack.install(monkeypatch)
-    run = SCENARIOS[code]
-    run.stub = gemini  # type: ignore[attr-defined]
     try:
-        status, observed = run(stack, monkeypatch)
+        status, observed = SCENARIOS[code](stack, monkeypatch, gemini)
     finally:
         REAL_SETTINGS.cache_clear()
     assert observed == code
@@ -579,4 +576,3 @@ def test_the_gemini_scenarios_reach_the_stub(gemini: GeminiStub, monkeypatch: py
     resp = stack.generate(stack.upload())
     assert resp.status_code == 201, resp.data
     assert gemini.calls == before + 1
-    assert SOURCE.name == "main.py"
