@@ -104,7 +104,7 @@ def test_pixme_is_imported_from_the_installed_package() -> None:
         for line in (FUNCTIONS / "requirements.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     }
-    assert required == listed
+    assert required == listed, "the installed pixme is stale: pip install -r requirements.txt"
     # The build's metadata stays out of functions/, which is zipped and deployed whole.
     assert not list(FUNCTIONS.glob("*.egg-info"))
 
