@@ -33,10 +33,13 @@ endef
 # --no-deps because a lock names every dependency already (and pip < 23.3
 # rejects a locked package that a dependency asks for with an extra,
 # google-auth[requests]); `pip check` then proves the lock complete.
-$(VENV_STAMP): requirements.txt
+# The pixme package itself (pyproject.toml) goes in editable, without a build
+# environment of its own: setuptools comes from the lock as well.
+$(VENV_STAMP): requirements.txt pyproject.toml
 	$(NEED_PYTHON)
 	$(call fresh-venv,$(VENV))
 	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
 	touch $@
 

@@ -1,4 +1,4 @@
-"""Shared test set-up: the functions' source root on the path, and the repo root."""
+"""Shared test set-up: the repo root on the path (pixme itself is installed: `pip install -e .`)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,5 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT / "functions", ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))

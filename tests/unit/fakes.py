@@ -50,7 +50,7 @@ class FakeBlobs:
         try:
             return self.objects[(bucket, path)][0]
         except KeyError:
-            raise NotFound("blob_not_found", path) from None
+            raise NotFound("object_not_found", path) from None  # as GcsBlobStore.read
 
     def write(self, bucket: str, path: str, data: bytes, content_type: str) -> None:
         self.objects[(bucket, path)] = (data, content_type)

@@ -29,6 +29,7 @@ from pixme.conversation import Memory, Session, Turn, earlier_instructions, line
 from pixme.errors import Conflict, Forbidden, InvalidRequest, ModelRefused, NotFound, NotReady, PixmeError
 from pixme.identity import Caller
 from pixme.layout import avatar_path
+from pixme.ownership import owned_session
 from pixme.ports import (
     BlobStore,
     Charge,
@@ -41,7 +42,6 @@ from pixme.ports import (
     UploadStore,
 )
 from pixme.prompts import ImageRef, edit_messages, generation_messages
-from pixme.services.library import owned_session
 from pixme.spending import (
     EDITS,
     GENERATIONS,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any
 
 from pixme.api import PageRequest
 from pixme.config import Settings
 from pixme.conversation import Session, Turn
-from pixme.errors import NotFound
+from pixme.ownership import owned_session
 from pixme.ports import BlobStore, Clock, SessionStore
 from pixme.removal import remove_session
 from pixme.styles import CATALOG_VERSION, STYLES
@@ -18,17 +17,6 @@ MAX_LIST = 50
 # Each signature is an IAM signBlob round trip in the cloud: a page's URLs are
 # signed this many at a time.
 SIGNING_THREADS = 8
-
-
-def owned_session(sessions: SessionStore, owner: str, session_id: str, now: datetime) -> Session:
-    """The caller's live session, or NotFound.
-
-    Someone else's session and an expired one look exactly like a missing one.
-    """
-    session = sessions.get(session_id)
-    if session is None or session.owner != owner or session.expired(now):
-        raise NotFound("session_not_found", "No session with this id.")
-    return session
 
 
 def styles() -> dict[str, Any]:
