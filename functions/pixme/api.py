@@ -132,10 +132,14 @@ class _Request(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", strict=True, populate_by_name=True)
 
     @classmethod
-    def parse(cls, body: Mapping[str, Any], settings: Settings | None = None) -> Self:
+    def parse(cls, body: Mapping[str, Any]) -> Self:
         """Validate a request body (or query) into the model; any problem is one 400."""
+        return cls._validated(body, None)
+
+    @classmethod
+    def _validated(cls, body: Mapping[str, Any], limits: dict[str, Any] | None) -> Self:
         try:
-            return cls.model_validate(dict(body), context={"settings": settings})
+            return cls.model_validate(dict(body), context=limits)
         except ValidationError as err:
             raise _first_problem(cls, err) from None
 
@@ -186,10 +190,9 @@ def _literal_values(annotation: Any) -> list[Any]:
     return values
 
 
-def _settings(info: ValidationInfo) -> Settings | None:
-    context = info.context or {}
-    settings = context.get("settings")
-    return settings if isinstance(settings, Settings) else None
+def _limit(info: ValidationInfo, name: str, default: Any) -> Any:
+    """A deployment limit given to `parse` (the defaults when validating without one)."""
+    return (info.context or {}).get(name, default)
 
 
 # -- the requests --------------------------------------------------------------------
@@ -197,8 +200,7 @@ def _settings(info: ValidationInfo) -> Settings | None:
 
 def _within_text_limit(value: str | None, info: ValidationInfo) -> str | None:
     """`prompt` and `instruction` are capped by PIXME_MAX_TEXT_CHARS."""
-    settings = _settings(info)
-    limit = settings.max_text_chars if settings else DEFAULT_TEXT_CHARS
+    limit = _limit(info, "max_text_chars", DEFAULT_TEXT_CHARS)
     if value is not None and len(value) > limit:
         raise PydanticCustomError("string_too_long", "too long", {"max_length": limit})
     return value
@@ -316,15 +318,21 @@ class GenerateRequest(_Request):
     @field_validator("model_alias")
     @classmethod
     def _allowed_model(cls, value: str | None, info: ValidationInfo) -> str | None:
-        settings = _settings(info)
-        if value is not None and settings is not None and value not in settings.models:
+        models = _limit(info, "models", None)
+        if value is not None and models is not None and value not in models:
             raise InvalidRequest(
-                "invalid_field",
-                "model must be one of the allowed values.",
-                field="model",
-                allowed=sorted(settings.models),
+                "invalid_field", "model must be one of the allowed values.", field="model", allowed=models
             )
         return value
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any], settings: Settings | None = None) -> Self:  # type: ignore[override]
+        """The body validated against the deployment's text cap and model aliases."""
+        if settings is None:
+            return cls._validated(body, None)
+        return cls._validated(
+            body, {"max_text_chars": settings.max_text_chars, "models": sorted(settings.models)}
+        )
 
     def one(self, style: str) -> GenerateRequest:
         """The single-style request for one style of a pack."""
@@ -351,6 +359,12 @@ class EditRequest(_Request):
     @classmethod
     def _fits(cls, value: str, info: ValidationInfo) -> str:
         return _within_text_limit(value, info) or value
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any], settings: Settings | None = None) -> Self:  # type: ignore[override]
+        """The body validated against the deployment's text cap."""
+        limits = None if settings is None else {"max_text_chars": settings.max_text_chars}
+        return cls._validated(body, limits)
 
 
 def _page_limit(value: Any) -> Any:

@@ -97,14 +97,14 @@ def test_pixme_is_imported_from_the_installed_package() -> None:
     dist = metadata.distribution("pixme")
     assert dist.metadata["Name"] == "pixme"
     assert Path(pixme.__file__).resolve().parent == FUNCTIONS / "pixme"
-    # Its dependencies are the deployed functions' own requirements, read from that one file.
+    # Its dependencies are the deployed functions' own requirements (the .in the lock is made from).
     required = {str(Requirement(r)) for r in dist.requires or []}
     listed = {
         str(Requirement(line))
-        for line in (FUNCTIONS / "requirements.txt").read_text().splitlines()
+        for line in (FUNCTIONS / "requirements.in").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     }
-    assert required == listed, "the installed pixme is stale: pip install -r requirements.txt"
+    assert required == listed, "the installed pixme is stale: make setup"
     # The build's metadata stays out of functions/, which is zipped and deployed whole.
     assert not list(FUNCTIONS.glob("*.egg-info"))
 

@@ -270,71 +270,24 @@ DELIBERATELY_DEFAULTED = {
     "GOOGLE_API_KEY": "Developer API only: in the cloud Vertex AI is called with the service account",
     "GEMINI_API_KEY": "Developer API only: in the cloud Vertex AI is called with the service account",
     "OMP_NUM_THREADS": "faces.py pins it to 1 itself (setdefault) before the detector loads",
+    "PIXME_CORS_ORIGINS": "off in the cloud: the app needs no CORS (the stack sets it for the playground)",
 }
 
 
 def from_env_reads(program: Program) -> dict[str, set[str]]:
-    """Settings field -> the environment variables Settings.from_env reads for it.
+    """Settings field -> the environment variables Settings.from_env reads for it,
+    from the fields' declarations (pydantic-settings: each names its variables).
 
-    A variable is read when it is the key of env.get(...)/env[...], the second
-    argument of a helper called with env first (_int(env, "X", ...)), or a
-    name in a tuple iterated to look keys up in env; a local name used for a
-    field brings along whatever its own assignment read.
+    The fields derived from others read what those read (`models` and
+    `aliases` come from PIXME_MODEL and PIXME_MODELS); "" holds the required
+    settings, which from_env checks before any field: every function reads them.
     """
-    unit = program.units[f"{SETTINGS}.from_env"]
-    keys: dict[int, str] = {}  # id(Constant) -> name, for every read above
+    from pixme import config
 
-    def key(node: ast.AST) -> str | None:
-        return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
-
-    def is_env(node: ast.AST) -> bool:
-        return isinstance(node, ast.Name) and node.id == "env"
-
-    required: set[str] = set()  # looked up in a loop before any field: every function reads them
-    loop_names: dict[str, list[ast.expr]] = {}
-    for node in ast.walk(unit.node):
-        if (
-            isinstance(node, ast.comprehension | ast.For)
-            and isinstance(node.target, ast.Name)
-            and isinstance(node.iter, ast.Tuple)
-        ):
-            loop_names[node.target.id] = node.iter.elts
-    for node in ast.walk(unit.node):
-        candidates: list[ast.AST] = []
-        if isinstance(node, ast.Call):
-            func = node.func
-            if isinstance(func, ast.Attribute) and func.attr == "get" and is_env(func.value) and node.args:
-                candidates.append(node.args[0])
-            elif len(node.args) >= 2 and is_env(node.args[0]):
-                candidates.append(node.args[1])
-        elif isinstance(node, ast.Subscript) and is_env(node.value):
-            candidates.append(node.slice)
-        for candidate in candidates:
-            if isinstance(candidate, ast.Name) and candidate.id in loop_names:
-                required.update(n for e in loop_names[candidate.id] if (n := key(e)) is not None)
-            elif (name := key(candidate)) is not None:
-                keys[id(candidate)] = name
-
-    assigned = {
-        t.id: n.value for n in ast.walk(unit.node) if isinstance(n, ast.Assign) for t in n.targets
-        if isinstance(t, ast.Name)
-    }  # fmt: skip
-
-    def reads(expr: ast.AST, seen: frozenset[str] = frozenset()) -> set[str]:
-        found = {keys[id(n)] for n in ast.walk(expr) if id(n) in keys}
-        for n in ast.walk(expr):
-            if isinstance(n, ast.Name) and n.id in assigned and n.id not in seen:
-                found |= reads(assigned[n.id], seen | {n.id})
-        return found
-
-    fields: dict[str, set[str]] = {}
-    for node in ast.walk(unit.node):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "cls":
-            for keyword in node.keywords:
-                assert keyword.arg is not None
-                fields[keyword.arg] = reads(keyword.value)
-    # The required settings are read (and checked) before any field is built.
-    fields[""] = required
+    fields = {name: set(config._env_names(name)) for name in config.Settings.model_fields}
+    for derived in ("models", "aliases"):
+        fields[derived] = fields["model"] | fields["models_spec"]
+    fields[""] = set(config.REQUIRED)
     return fields
 
 
@@ -376,7 +329,7 @@ class Reads:
 
 
 # Settings' own construction reads every field; that is parsing, not use.
-CONSTRUCTION = {f"{SETTINGS}.from_env", f"{SETTINGS}.__post_init__"}
+CONSTRUCTION = {f"{SETTINGS}.{name}" for name in ("from_env", "_derived", "_consistent", "replace")}
 
 
 def environment_reads(code: Code) -> Reads:
@@ -427,7 +380,9 @@ def settings_problems(
 
 def test_config_lists_every_variable_it_reads(code: Code) -> None:
     # ENV_VARS is what the local stack and test_infra trust; it must be what from_env reads.
-    listed_vars = set(module_constant(code.program, "pixme.config", "ENV_VARS"))
+    from pixme.config import ENV_VARS
+
+    listed_vars = set(ENV_VARS)
     read = set().union(*from_env_reads(code.program).values())
     assert listed_vars == read, {"listed, unread": listed_vars - read, "read, unlisted": read - listed_vars}
 
