@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, Any, Protocol
 
 import requests
 from PIL import Image
@@ -62,7 +62,6 @@ LOCAL_APP_ID = "1:000000000000:android:pixme"
 # DELETE account/ works in bounded batches and says complete=false when more is left.
 MAX_DELETE_CALLS = 10
 PROGRESS_EVERY_S = 5.0
-T = TypeVar("T")
 
 
 class Failed(Exception):
@@ -79,7 +78,7 @@ def say(line: str) -> None:
     print(f"smoke: {line}", flush=True)
 
 
-def step(name: str, action: Callable[[], tuple[T, str]]) -> T:
+def step[T](name: str, action: Callable[[], tuple[T, str]]) -> T:
     """Run one step; print its latency and what it found, or raise StepFailed."""
     started = time.monotonic()
     try:
