@@ -216,8 +216,5 @@ class UsageStore(Protocol):
     def budget_override(self) -> int | None:
         """The run-time budget (config/budget), if the operator set one."""
 
-    def forget(self, owner: str) -> None:
-        """Delete the owner's usage record (quotas, calls in flight, upload counts)."""
-
     def purge(self, now: datetime, limit: int) -> int:
         """Delete counters that no longer matter; returns how many."""

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from local.audit import audit
 from local.issuer import encode_rs256, firebase_claims, mint_app_check_token, mint_token
 from local.stack import Stack
+from pixme.adapters.firestore import usage_key
 from samples import SELFIE
 
 MODELS = (
@@ -467,7 +468,11 @@ def test_deleting_the_account_leaves_nothing_of_the_user_anywhere(stack: Stack) 
         assert left == [], left
     for collection in ("uploads", "sessions", "idempotency"):
         assert list(db.collection(collection).where("owner", "==", user.uid).stream()) == [], collection
+    # The day's counters outlive the account, under a hash of the uid, holding counts only:
+    # deleting must not reset a quota, and what stays names nobody.
     assert not db.collection("usage").document(f"user:{user.uid}").get().exists
+    counters = db.collection("usage").document(usage_key(user.uid)).get().to_dict() or {}
+    assert counters.get("edits") == 1 and user.uid not in str(counters)
     turns = [str(t.to_dict().get("image_path")) for t in db.collection_group("turns").stream()]
     assert not any(f"/{user.uid}/" in path for path in turns)
     again = user.call("DELETE", "account", "/")

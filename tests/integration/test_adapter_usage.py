@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from local.stack import Stack
-from pixme.adapters.firestore import FirestoreUsage, budget_shards, shard_cap
+from pixme.adapters.firestore import FirestoreUsage, budget_shards, shard_cap, usage_key
 from pixme.errors import PixmeError
 from pixme.ports import Charge, ChargeRequest
 
@@ -105,7 +105,7 @@ def test_the_operator_overrides_the_budget_at_run_time(usage: FirestoreUsage) ->
 def test_counters_are_kept_two_days_then_purged(usage: FirestoreUsage) -> None:
     day, owner = f"d{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     charge = usage.charge(request(owner, day))
-    user = usage.users.document(f"user:{owner}").get().to_dict()
+    user = usage.users.document(usage_key(owner)).get().to_dict()
     counter = usage.budget.document(charge.shard).get().to_dict()
     assert user["expires_at"] > datetime.now(UTC) + timedelta(days=1)
     assert counter["expires_at"] == user["expires_at"]

@@ -329,9 +329,5 @@ class FakeUsage:
     def budget_override(self) -> int | None:
         return self.override
 
-    def forget(self, owner: str) -> None:
-        self.used_units = {k: v for k, v in self.used_units.items() if k[0] != owner}
-        self.in_flight.pop(owner, None)
-
     def purge(self, now: datetime, limit: int) -> int:
         return 0  # in memory, counters are keyed by day and never looked up for another

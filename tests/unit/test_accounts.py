@@ -3,9 +3,11 @@ deletion of all of it — against fakes of our ports."""
 
 from __future__ import annotations
 
+import pytest
 from test_avatars import World
 
 from fakes import settings
+from pixme.errors import RateLimited
 from pixme.identity import Caller
 from pixme.layout import avatar_path, upload_object
 from pixme.services.accounts import Accounts
@@ -57,8 +59,19 @@ def test_deleting_the_account_removes_everything_of_the_caller_and_is_idempotent
     assert all(s.owner != "alice" for s in w.sessions.sessions.values())
     assert all(u.owner != "alice" for u in w.uploads.docs.values())
     assert all(k[0] != "alice" for k in w.idempotency.entries)
-    assert all(k[0] != "alice" for k in w.usage.used_units)
     # Bob keeps everything; a second deletion removes nothing more.
     assert any("bob" in path for _, path in w.blobs.objects)
     again = accounts(w).delete(Caller("alice"))
     assert again["complete"] and set(again["deleted"].values()) == {0}
+
+
+def test_deleting_the_account_does_not_give_back_the_days_quota() -> None:
+    w = World(settings(no_face="allow", daily_generations=1))
+    w.upload()
+    w.generate()
+    assert accounts(w).delete(Caller("alice"))["complete"] is True
+    w.upload()
+    with pytest.raises(RateLimited) as refused:
+        w.generate()
+    assert refused.value.code == "quota_exceeded"
+    assert accounts(w).usage_of(Caller("alice"))["generations"]["remaining"] == 0

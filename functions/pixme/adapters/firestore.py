@@ -208,8 +208,10 @@ def _turn(turn_id: str, d: dict[str, Any]) -> Turn:
 
 
 def usage_key(owner: str) -> str:
-    # A prefix keeps any uid a valid document id ("." or "__x__" are not).
-    return f"user:{owner}"
+    """A user's counters, under a hash of the uid: they outlive the account's
+    deletion until they expire (so deleting cannot reset a day's quotas) and
+    must then name nobody."""
+    return "user:" + hashlib.sha256(owner.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class FirestoreUploads:
@@ -251,7 +253,6 @@ class FirestoreUploads:
                         unfinished.append(found)
             admit(UploadUsage(day, started, tuple(unfinished)))
             counts = {
-                "owner": upload.owner,
                 "uploads_day": day,
                 "uploads": started + 1,
                 "unfinished_uploads": {u.upload_id: True for u in [*unfinished, upload]},
@@ -565,7 +566,6 @@ class FirestoreUsage:
             in_flight[request.request_id] = request.now
             expires_at = request.now + COUNTERS_KEPT
             update = {
-                "owner": request.owner,
                 request.kind: used + request.cost,
                 f"{request.kind}_day": request.day,
                 "in_flight": in_flight,
@@ -614,10 +614,6 @@ class FirestoreUsage:
             snap = self.users.document(usage_key(owner)).get()
         usage = (snap.to_dict() or {}) if snap.exists else {}
         return int(usage.get(kind, 0)) if usage.get(f"{kind}_day") == day else 0
-
-    def forget(self, owner: str) -> None:
-        with _transient_as_unavailable():
-            self.users.document(usage_key(owner)).delete()
 
     def purge(self, now: datetime, limit: int) -> int:
         """Delete usage and budget counters not written for COUNTERS_KEPT."""

@@ -152,7 +152,8 @@ class Accounts:
                 break
         else:
             complete = False
-        if complete:
-            self.usage.forget(owner)
+        # The day's usage counters stay until they expire (COUNTERS_KEPT): they
+        # hold counts only, under a hash of the uid, and deleting an account
+        # must not hand out a fresh day of quota.
         log.info("account deleted: %s (complete=%s)", removed, complete)  # uid_hash is on the line
         return {"uid": owner, "deleted": removed, "complete": complete}
