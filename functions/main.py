@@ -12,7 +12,7 @@ from flask import Request
 from pixme import logs, wiring
 from pixme import responses as r
 from pixme.api import EditRequest, GenerateRequest, PageRequest, UploadRequest, valid_id
-from pixme.errors import MethodNotAllowed, NotFound, PixmeError
+from pixme.errors import NotFound, PixmeError
 from pixme.events import FINALIZED, storage_object
 from pixme.spending import model_choices
 from pixme.web import Outcome, Response, body_of, caller, serve
@@ -85,7 +85,7 @@ def uploads(request: Request) -> Response:
             return 200, r.UploadDeleted.model_validate(service.delete(uid, upload_id))
         raise NotFound("route_not_found", "No such route.")
 
-    return serve(request, ("POST", "GET", "DELETE"), action)
+    return serve(request, "uploads", action)
 
 
 @functions_framework.http
@@ -96,7 +96,7 @@ def generate(request: Request) -> Response:
         answer = wiring.avatars().generate(who, req, request.headers.get("Idempotency-Key"))
         return 201, r.avatar_answer(answer.body), answer.headers
 
-    return serve(request, ("POST",), action)
+    return serve(request, "generate", action)
 
 
 @functions_framework.http
@@ -107,7 +107,7 @@ def edit(request: Request) -> Response:
         answer = wiring.avatars().edit(who, req, request.headers.get("Idempotency-Key"))
         return 201, r.AvatarTurn.model_validate(answer.body), answer.headers
 
-    return serve(request, ("POST",), action)
+    return serve(request, "edit", action)
 
 
 @functions_framework.http
@@ -118,8 +118,6 @@ def sessions(request: Request) -> Response:
 
     def action() -> Outcome:
         parts = [p for p in request.path.split("/") if p]
-        if request.method == "DELETE" and (len(parts) != 1 or parts[0] in ("styles", "models")):
-            raise MethodNotAllowed("method_not_allowed", "Only a session can be deleted (DELETE /{id}).")
         if parts == ["styles"]:
             from pixme.services.library import styles
 
@@ -143,7 +141,7 @@ def sessions(request: Request) -> Response:
         page = PageRequest.parse(request.args)
         return 200, r.SessionPage.model_validate(wiring.library().session(uid, session_id, page))
 
-    return serve(request, ("GET", "DELETE"), action)
+    return serve(request, "sessions", action)
 
 
 @functions_framework.http
@@ -163,12 +161,10 @@ def account(request: Request) -> Response:
             return 200, r.AccountDeleted.model_validate(service.delete(who))
         raise NotFound("route_not_found", "No such route: GET /usage, GET /export or DELETE /.")
 
-    return serve(request, ("GET", "DELETE"), action)
+    return serve(request, "account", action)
 
 
 @functions_framework.http
 def cleanup(request: Request) -> Response:
     """Called by Cloud Scheduler; IAM lets only the scheduler's account invoke it."""
-    return serve(
-        request, ("POST", "GET"), lambda: (200, r.CleanupReport.model_validate(wiring.cleanup().run()))
-    )
+    return serve(request, "cleanup", lambda: (200, r.CleanupReport.model_validate(wiring.cleanup().run())))

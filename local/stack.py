@@ -27,6 +27,9 @@ Components (each on a free loopback port, logs in `out/stack/<name>.log`):
 - functions: one functions-framework process per target.
 - playground: `local.playground.server`, a web page calling the functions
              from a browser (its origin is the one PIXME_CORS_ORIGINS lists).
+- gateway:   `local.gateway`, all functions behind one base URL, routed as
+             cloudfunctions.net routes them (`/pixme-generate/...`): the
+             OpenAPI document's paths; it also serves openapi.json.
 
 A service-account key for signing URLs is written to `out/stack/` as well.
 `Stack(components=...)` starts a part only (integration tests start, e.g.,
@@ -84,6 +87,7 @@ COMPONENTS: tuple[str, ...] = (
     "renderer",
     "functions",
     "playground",
+    "gateway",
 )
 DEFAULT_SOURCE = REPO_ROOT / "functions" / "main.py"
 DEFAULT_LOG_DIR = REPO_ROOT / "out" / "stack"
@@ -464,6 +468,8 @@ class Stack:
             needs = {"functions", "issuer"} - self.components
             if needs:
                 raise ValueError(f"the playground needs {sorted(needs)} too")
+        if "gateway" in self.components and "functions" not in self.components:
+            raise ValueError("the gateway needs functions too")
         if "functions" in self.components and not self.targets:
             raise ValueError("functions component with no targets")
         self.env_overrides = dict(env_overrides or {})
@@ -481,6 +487,8 @@ class Stack:
         self.renderer_url: str | None = None
         self.bridge_url: str | None = None
         self.playground_url: str | None = None
+        # All functions behind one base URL (the OpenAPI document's paths).
+        self.gateway_url: str | None = None
         self.functions: dict[str, str] = {}
         self.signing_key_file: str | None = None
         self.env: dict[str, str] = {}
@@ -670,6 +678,8 @@ class Stack:
             self.bridge_url = f"http://{HOST}:{ports['bridge']}"
         if "playground" in comps:
             self.playground_url = f"http://{HOST}:{ports['playground']}"
+        if "gateway" in comps:
+            self.gateway_url = f"http://{HOST}:{ports['gateway']}"
         self.functions = {n: f"http://{HOST}:{ports['fn:' + n]}" for n in fn_names}
 
         key_path = self.log_dir / "signing-key.json"
@@ -847,6 +857,21 @@ class Stack:
             waiters["playground"] = lambda p=p: self._wait_http(
                 p, f"{self.playground_url}/healthz", ok_only=True, where=self.playground_url
             )
+        if "gateway" in comps:
+            routes = [f"--route={name}={url}" for name, url in self.functions.items()]
+            command = [tool_python, "-m", "local.gateway", "--host", HOST, "--port", str(ports["gateway"])]
+            p = self._spawn(
+                Proc(
+                    "gateway",
+                    [*command, *routes],
+                    self.log_dir / "gateway.log",
+                    env=tool_env,
+                    cwd=REPO_ROOT,
+                )
+            )
+            waiters["gateway"] = lambda p=p: self._wait_http(
+                p, f"{self.gateway_url}/healthz", ok_only=True, where=self.gateway_url
+            )
         self._run_waiters(waiters)
         self.started_in_s = self._elapsed()
         self._say(f"all ready in {self.started_in_s:.1f} s (logs in {self.log_dir})")
@@ -999,6 +1024,7 @@ class Stack:
             "renderer_url": self.renderer_url,
             "bridge_url": self.bridge_url,
             "playground_url": self.playground_url,
+            "gateway_url": self.gateway_url,
             "functions": dict(self.functions),
             "uploads_bucket": self.uploads_bucket,
             "assets_bucket": self.assets_bucket,
@@ -1033,6 +1059,7 @@ def _print_summary(stack: Stack, token: str | None, env_file: Path) -> None:
         ("Token issuer", d["issuer_url"]),
         ("Renderer", d["renderer_url"]),
         ("Playground (web page)", d["playground_url"]),
+        ("API gateway (openapi.json)", d["gateway_url"]),
     ]
     for label, value in rows:
         if value:
@@ -1077,6 +1104,8 @@ def _write_env_file(stack: Stack, token: str | None) -> Path:
         lines.append(f"export PIXME_ISSUER_URL={_shell_quote(stack.issuer_url)}")
     if stack.playground_url:
         lines.append(f"export PLAYGROUND_URL={_shell_quote(stack.playground_url)}")
+    if stack.gateway_url:
+        lines.append(f"export API_URL={_shell_quote(stack.gateway_url)}")
     if token:
         lines.append(f"export TOKEN={_shell_quote(token)}")
     path = stack.log_dir / "stack.env"

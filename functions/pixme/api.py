@@ -29,7 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from pixme.config import Settings
 from pixme.errors import InvalidRequest
-from pixme.styles import get_style
+from pixme.styles import STYLES, get_style
 
 # `\Z`, not `$`: in Python `$` also matches before a final newline, so "u1\n"
 # would pass (pydantic's own patterns run on Rust's regex, where `$` is the end).
@@ -112,13 +112,36 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+# What the document says of text (validation is the functions' above): no
+# control characters, and a required one holds more than spaces.
+_TEXT_CHAR = r"[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\ud800-\udfff]"
+_SOLID_CHAR = r"[^\s\u0000-\u001f\u007f-\u009f\ud800-\udfff]"
+_TEXT = Field(json_schema_extra={"pattern": f"^{_TEXT_CHAR}*$"})
+_SOLID_TEXT = f"^{_TEXT_CHAR}*{_SOLID_CHAR}{_TEXT_CHAR}*$"
+_REQUIRED_TEXT = Field(json_schema_extra={"minLength": 1, "pattern": _SOLID_TEXT})
 _IdString = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Text = Annotated[str | None, BeforeValidator(_text)]
-RequiredText = Annotated[str, BeforeValidator(_required_text)]
+Text = Annotated[str | None, BeforeValidator(_text), _TEXT]
+# Optional text with a bound: on the string, not on the null a client may send for "none".
+Name = Annotated[Annotated[str, StringConstraints(max_length=64)] | None, BeforeValidator(_text), _TEXT]
+Context = Annotated[
+    Annotated[str, StringConstraints(max_length=MAX_CONTEXT)] | None, BeforeValidator(_text), _TEXT
+]
+Caption = Annotated[
+    Annotated[str, StringConstraints(max_length=MAX_CAPTION)] | None, BeforeValidator(_text), _TEXT
+]
+
+
+RequiredText = Annotated[str, BeforeValidator(_required_text), _REQUIRED_TEXT]
 Id = Annotated[_IdString | None, BeforeValidator(_id_value)]
 RequiredId = Annotated[_IdString, BeforeValidator(_required_id)]
 ListedId = Annotated[_IdString, BeforeValidator(_listed_id)]
-StyleId = Annotated[str, BeforeValidator(_required_text), StringConstraints(max_length=64)]
+# The catalog's ids, for the document (a client sees the closed set).
+StyleId = Annotated[
+    str,
+    BeforeValidator(_required_text),
+    StringConstraints(max_length=64),
+    Field(json_schema_extra={"enum": [style.id for style in STYLES]}),
+]
 # What a list field must be, in the words of its 400.
 _LIST_RULES = {
     "references": f"must be a list of at most {MAX_REFERENCES} session ids.",
@@ -235,10 +258,9 @@ class GenerateRequest(_Request):
     ]
     upload_id: Annotated[RequiredId, Field(description="the ready upload to draw (`POST uploads`)")]
     model_alias: Annotated[
-        Text,
+        Name,
         Field(
             alias="model",
-            max_length=64,
             description="a model alias from `GET sessions/models`; default: the deployment's default model",
         ),
     ] = None
@@ -249,12 +271,8 @@ class GenerateRequest(_Request):
             json_schema_extra={"maxLength": DEFAULT_TEXT_CHARS},
         ),
     ] = None
-    context: Annotated[
-        Text, Field(max_length=MAX_CONTEXT, description="what the picture is for: background for the model")
-    ] = None
-    caption: Annotated[
-        Text, Field(max_length=MAX_CAPTION, description="a short text drawn on the picture")
-    ] = None
+    context: Annotated[Context, Field(description="what the picture is for: background for the model")] = None
+    caption: Annotated[Caption, Field(description="a short text drawn on the picture")] = None
     aspect_ratio: Annotated[
         Literal[ASPECT_RATIOS] | None,  # type: ignore[valid-type]
         BeforeValidator(_text),
@@ -380,8 +398,10 @@ class PageRequest(_Request):
 
     limit: Annotated[
         int,
-        BeforeValidator(_page_limit),
         Field(ge=1, le=MAX_PAGE, description=f"turns per page, 1-{MAX_PAGE}"),
+        # After the bounds: pydantic writes bounds declared after a before-validator
+        # into the JSON Schema as "ge"/"le" instead of minimum/maximum.
+        BeforeValidator(_page_limit),
     ] = DEFAULT_PAGE
     page_token: Annotated[Id, Field(description="the `next_page_token` of the previous page")] = None
     order: Annotated[

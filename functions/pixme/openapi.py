@@ -1,8 +1,6 @@
 """The API's OpenAPI 3.1 document, generated from the request and response models.
 
-`ROUTES` is the API surface: every function, method and path the entry
-points answer, with its request model, its answer's model and the error
-codes it may give. `document()` turns it into OpenAPI; the committed
+`document()` turns the route table (`pixme.routes`) into OpenAPI; the committed
 `openapi.json` is its output (`make docs` rewrites it, a test fails when it
 drifts), the local stack serves it, and schemathesis fuzzes the stack with it.
 
@@ -14,137 +12,18 @@ routes them, `https://REGION-PROJECT.cloudfunctions.net/<function>/<route>`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from pixme import responses as r
-from pixme.api import EditRequest, GenerateRequest, PageRequest, UploadRequest
 from pixme.errors import CODES
+from pixme.routes import COMMON, OPEN, ROUTES, Route
 
 TITLE = "Pix Me! API"
 VERSION = "1.0.0"
 PREFIX = "pixme"  # Terraform's default name_prefix: functions are pixme-<name>
-
-# Answered by every authenticated route.
-COMMON = (
-    "missing_token",
-    "invalid_token",
-    "invalid_app_check",
-    "anonymous_not_allowed",
-    "method_not_allowed",
-    "route_not_found",
-    "auth_unavailable",
-    "database_unavailable",
-    "database_contention",
-    "storage_unavailable",
-    "internal",
-    "misconfigured",
-)
-BODY = ("missing_field", "invalid_field", "field_too_long", "invalid_json", "body_too_large")
-MODEL_CALL = (
-    "invalid_idempotency_key",
-    "idempotency_key_reused",
-    "request_in_progress",
-    "model_not_allowed",
-    "prompt_blocked",
-    "image_safety",
-    "image_recitation",
-    "no_image",
-    "text_only",
-    "quota_exceeded",
-    "too_many_in_flight",
-    "model_rate_limited",
-    "model_not_found",
-    "model_account_limited",
-    "model_access_denied",
-    "model_invalid_argument",
-    "model_rejected_history",
-    "missing_thought_signature",
-    "model_unavailable_here",
-    "model_error",
-    "budget_exhausted",
-    "model_unavailable",
-    "model_timeout",
-    "model_unreachable",
-    "object_not_found",
-)
-
-
-@dataclass(frozen=True)
-class Route:
-    function: str
-    method: str
-    path: str  # as the function sees it
-    summary: str
-    answer: type[BaseModel] | tuple[type[BaseModel], ...]
-    status: int = 200
-    body: type[BaseModel] | None = None
-    query: type[BaseModel] | None = None
-    errors: tuple[str, ...] = ()
-    authenticated: bool = True
-    spends: bool = False  # generate/edit: Idempotency-Key and RateLimit-* headers
-    description: str = ""
-    tags: tuple[str, ...] = field(default=())
-
-
-ROUTES: tuple[Route, ...] = (
-    Route(
-        "uploads", "POST", "/", "Get a signed URL to upload a selfie", r.UploadTicket, 201, UploadRequest,
-        errors=(*BODY, "upload_quota_exceeded", "too_many_pending_uploads"),
-        description="Registers a pending upload and signs a PUT for it; send the photo with exactly the "
-        "returned method and headers (no Authorization), then poll GET /{upload_id}.",
-    ),
-    Route(
-        "uploads", "GET", "/{upload_id}", "An upload's status: pending, processing, ready (with the face) or "
-        "rejected (with the reason)", r.UploadStatus, errors=("invalid_field", "upload_not_found"),
-    ),
-    Route(
-        "uploads", "DELETE", "/{upload_id}", "Delete an upload with its images and the sessions made from it",
-        r.UploadDeleted, errors=("invalid_field", "upload_not_found"),
-    ),
-    Route(
-        "generate", "POST", "/", "Make a styled avatar (or a style pack) of a ready upload",
-        (r.AvatarTurn, r.StylePack), 201, GenerateRequest, spends=True,
-        errors=(*BODY, *MODEL_CALL, "unknown_style", "upload_not_found", "upload_processing",
-                "upload_rejected", "session_not_found"),
-    ),
-    Route(
-        "edit", "POST", "/", "Edit an avatar by instruction: a new turn of its session", r.AvatarTurn, 201,
-        EditRequest, spends=True,
-        errors=(*BODY, *MODEL_CALL, "session_not_found", "turn_not_found", "stale_head", "turn_exists"),
-    ),
-    Route(
-        "sessions", "GET", "/styles", "The style catalog", r.StyleCatalog, authenticated=False,
-    ),
-    Route("sessions", "GET", "/models", "The model aliases, their cost and whether the caller may use them",
-          r.ModelList),
-    Route("sessions", "GET", "/", "The caller's sessions, newest first", r.SessionList),
-    Route(
-        "sessions", "GET", "/{session_id}", "A session and one page of its turns", r.SessionPage,
-        query=PageRequest, errors=("invalid_field", "session_not_found"),
-    ),
-    Route(
-        "sessions", "DELETE", "/{session_id}", "Delete a session, its turns and images", r.SessionDeleted,
-        errors=("invalid_field", "session_not_found"),
-    ),
-    Route(
-        "sessions", "GET", "/uploads/{upload_id}", "Alias of GET uploads/{upload_id} (kept for older apps)",
-        r.UploadStatus, errors=("invalid_field", "upload_not_found"),
-    ),
-    Route("account", "GET", "/usage", "Quotas left today, upload limits and models", r.Usage),
-    Route("account", "GET", "/export", "Everything stored for the caller, with signed URLs", r.Export),
-    Route(
-        "account", "DELETE", "/", "Delete everything stored for the caller (idempotent, resumable)",
-        r.AccountDeleted,
-    ),
-    Route(
-        "cleanup", "POST", "/", "Enforce retention (Cloud Scheduler only: IAM lets no one else call it)",
-        r.CleanupReport, authenticated=False,
-    ),
-)  # fmt: skip
 
 _REF = "#/components/schemas/"
 
@@ -182,6 +61,11 @@ def _error_response(status: int, codes: list[str]) -> dict[str, Any]:
     return out
 
 
+# Ids as the API issues them ("s_" + 16, "u_" + 16): a session id is never
+# "styles" or "models", which are routes of their own.
+PATH_IDS = {"session_id": "^s_[A-Za-z0-9_-]{1,62}$", "upload_id": "^u_[A-Za-z0-9_-]{1,62}$"}
+
+
 def _parameters(route: Route) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for name in (p.strip("{}") for p in route.path.split("/") if p.startswith("{")):
@@ -190,7 +74,8 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                "description": "as the API issued it",
+                "schema": {"type": "string", "pattern": PATH_IDS[name]},
             }
         )
     if route.query is not None:
@@ -227,7 +112,7 @@ def _operation(route: Route) -> dict[str, Any]:
             for name in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
         }
     responses: dict[str, Any] = {str(route.status): ok}
-    codes = list(dict.fromkeys((*route.errors, *(COMMON if route.authenticated else _OPEN))))
+    codes = list(dict.fromkeys((*route.errors, *(COMMON if route.authenticated else OPEN))))
     by_status: dict[int, list[str]] = {}
     for code in codes:
         by_status.setdefault(CODES[code][0], []).append(code)
@@ -250,11 +135,6 @@ def _operation(route: Route) -> dict[str, Any]:
         }
     op["security"] = [{"firebase": []}] if route.authenticated else []
     return op
-
-
-# What an unauthenticated route can still answer.
-_OPEN = ("method_not_allowed", "route_not_found", "database_unavailable", "storage_unavailable", "internal",
-         "misconfigured")  # fmt: skip
 
 
 def document() -> dict[str, Any]:

@@ -32,6 +32,7 @@ from pixme.errors import (
     Unavailable,
 )
 from pixme.identity import Caller
+from pixme.routes import allowed_methods
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -216,11 +217,13 @@ def cors(request: Request, methods: tuple[str, ...]) -> Response | None:
 
 def serve(
     request: Request,
-    methods: tuple[str, ...],
+    function: str,
     action: Callable[[], Outcome],
 ) -> Response:
     """Run `action` for an allowed method and turn its outcome into a response;
-    log one `request` line for it."""
+    log one `request` line for it. The methods allowed are the route table's
+    for this function and path (`pixme.routes`), so a 405's Allow is exact."""
+    methods = allowed_methods(function, request.path)
     if (preflight := cors(request, methods)) is not None:
         return preflight
     started = time.perf_counter()

@@ -207,10 +207,19 @@ def test_uploads_post_get_delete(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/"), ("DELETE", "/"), ("POST", "/u1"), ("GET", "/a/b")]
+    ("method", "path", "allow"),
+    [("GET", "/", "POST"), ("DELETE", "/", "POST"), ("POST", "/u1", "GET, DELETE")],
 )
-def test_uploads_other_shapes_are_route_not_found(stack: Stack, method: str, path: str) -> None:
+def test_uploads_other_methods_are_refused_with_the_paths_own_allow(
+    stack: Stack, method: str, path: str, allow: str
+) -> None:
     resp = stack.call("uploads", method, path)
+    assert resp.status_code == 405 and error_code(resp) == "method_not_allowed"
+    assert resp.headers["Allow"] == allow
+
+
+def test_uploads_other_shapes_are_route_not_found(stack: Stack) -> None:
+    resp = stack.call("uploads", "GET", "/a/b")
     assert resp.status_code == 404 and error_code(resp) == "route_not_found"
 
 
@@ -265,10 +274,11 @@ def test_sessions_styles_models_list_get_page_delete_and_the_uploads_alias(stack
     assert error_code(stack.call("sessions", path=f"/{session_id}")) == "session_not_found"
 
 
-@pytest.mark.parametrize("path", ["/", "/styles", "/models", "/a/b", "/uploads/u1"])
+@pytest.mark.parametrize("path", ["/", "/styles", "/models", "/uploads/u1"])
 def test_sessions_delete_only_a_session(stack: Stack, path: str) -> None:
     resp = stack.call("sessions", "DELETE", path)
     assert resp.status_code == 405 and error_code(resp) == "method_not_allowed"
+    assert resp.headers["Allow"] == "GET"
 
 
 @pytest.mark.parametrize("path", ["/a/b/c", "/styles/x", "/s1/turns"])
@@ -279,7 +289,8 @@ def test_sessions_deeper_paths_are_route_not_found(stack: Stack, path: str) -> N
 
 def test_sessions_models_need_a_token_and_styles_do_not(stack: Stack) -> None:
     assert stack.call("sessions", path="/models", token=None).status_code == 401
-    assert stack.call("sessions", "POST", token=None).headers["Allow"] == "GET, DELETE"
+    assert stack.call("sessions", "POST", token=None).headers["Allow"] == "GET"
+    assert stack.call("sessions", "POST", "/s_1", token=None).headers["Allow"] == "GET, DELETE"
 
 
 # --- account -----------------------------------------------------------------------------------
@@ -299,16 +310,21 @@ def test_account_usage_export_and_delete(stack: Stack) -> None:
     assert stack.call("account", "DELETE", "/").status_code == 200  # idempotent
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/"), ("GET", "/other"), ("DELETE", "/usage")])
-def test_account_other_routes_are_route_not_found(stack: Stack, method: str, path: str) -> None:
-    resp = stack.call("account", method, path)
+def test_account_other_routes_are_route_not_found(stack: Stack) -> None:
+    resp = stack.call("account", "GET", "/other")
     assert resp.status_code == 404 and error_code(resp) == "route_not_found"
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [("GET", "/", "DELETE"), ("DELETE", "/usage", "GET")])
+def test_account_other_methods_are_refused(stack: Stack, method: str, path: str, allow: str) -> None:
+    resp = stack.call("account", method, path)
+    assert resp.status_code == 405 and resp.headers["Allow"] == allow
 
 
 # --- cleanup -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["POST", "GET"])
+@pytest.mark.parametrize("method", ["POST"])
 def test_cleanup_removes_what_expired(stack: Stack, method: str) -> None:
     stack.generate(stack.upload())
     assert payload(stack.call("cleanup", method, token=None))["sessions_deleted"] == 0
@@ -316,6 +332,7 @@ def test_cleanup_removes_what_expired(stack: Stack, method: str) -> None:
     done = payload(stack.call("cleanup", method, token=None))
     assert done["sessions_deleted"] == 1 and done["uploads_deleted"] == 1
     assert stack.call("cleanup", "DELETE", token=None).status_code == 405
+    assert stack.call("cleanup", "GET", token=None).headers["Allow"] == "POST"  # as Cloud Scheduler calls
 
 
 # --- on_upload ---------------------------------------------------------------------------------
