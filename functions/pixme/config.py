@@ -459,7 +459,10 @@ class Settings(BaseSettings):
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed, validated like the original."""
         kept = {"models": self.models, "aliases": self.aliases}
-        return type(self).model_validate({**self.model_dump(), **kept, **changes})
+        try:
+            return type(self).model_validate({**self.model_dump(), **kept, **changes})
+        except ValidationError as err:
+            raise ConfigError("; ".join(_problem(e) for e in err.errors())) from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -7,7 +7,6 @@ AI mode (what production uses) and in Developer API mode.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,8 +62,8 @@ def settings(renderer: Stack, mode: str) -> Settings:
     url = str(renderer.renderer_url)
     base = Settings(project="p", uploads_bucket="u", assets_bucket="a")
     if mode == "vertex":
-        return dataclasses.replace(base, vertexai=True, vertex_base_url=url)
-    return dataclasses.replace(base, api_key="offline", gemini_base_url=url)
+        return base.replace(vertexai=True, vertex_base_url=url)
+    return base.replace(api_key="offline", gemini_base_url=url)
 
 
 class Sleeps(list[float]):
@@ -221,7 +220,7 @@ def test_the_base_url_comes_from_settings_in_both_modes(renderer: Stack, mode: s
 def test_a_misconfigured_backend_names_what_to_set(changes: dict[str, object], names: str) -> None:
     base = Settings(project="p", uploads_bucket="u", assets_bucket="a")
     with pytest.raises(ConfigError, match=names):
-        client_for(dataclasses.replace(base, **changes), 30)
+        client_for(base.replace(**changes), 30)
 
 
 @pytest.mark.parametrize("mode", ["vertex", "developer"])

@@ -88,7 +88,7 @@ def test_concurrent_registrations_never_admit_more_than_the_limit(settings: Sett
     uploads.register(upload(owner), admit_upload(limited, now()))
     with pytest.raises(RateLimited):
         uploads.register(upload(owner), admit_upload(limited, now()))
-    daily = replace(limited, daily_uploads=4, max_pending_uploads=10)
+    daily = limited.replace(daily_uploads=4, max_pending_uploads=10)
     with pytest.raises(RateLimited) as caught:
         uploads.register(upload(owner), admit_upload(daily, now()))
     assert caught.value.code == "upload_quota_exceeded"
