@@ -19,7 +19,7 @@ VENV_STAMP := $(VENV)/.installed-$(PYVER)
 RVENV_STAMP := $(RVENV)/.installed-$(PYVER)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test unit integration e2e lint up bench check lock clean docs
+.PHONY: setup demo test unit integration e2e lint up bench check lock clean docs fuzz
 
 # A venv is made anew whenever its lock or the interpreter's version changes,
 # so it holds exactly what the lock names, nothing left from an older one.
@@ -109,6 +109,12 @@ smoke: $(VENV_STAMP)
 	$(PY) -m local.smoke $(SMOKE_ARGS)
 
 check: lint test
+
+# schemathesis from openapi.json against a fresh local stack, many examples per
+# operation (make test runs FUZZ_EXAMPLES=8).
+FUZZ_EXAMPLES ?= 200
+fuzz: setup
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/e2e/test_fuzz.py -q
 
 # Rewrite what is derived from the code: README.md's settings table and openapi.json.
 docs: $(VENV_STAMP)

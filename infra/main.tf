@@ -251,6 +251,11 @@ locals {
     "firebase.googleapis.com",
     "firebaserules.googleapis.com",
     "firebasestorage.googleapis.com",
+    # What the app calls: Firebase Authentication (Identity Toolkit: sign-in,
+    # the ID tokens the functions verify) and App Check (its tokens, when
+    # app.app_check is monitor or enforce).
+    "identitytoolkit.googleapis.com",
+    "firebaseappcheck.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",

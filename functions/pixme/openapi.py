@@ -158,7 +158,11 @@ def document() -> dict[str, Any]:
                 "description": "the deployed functions (Terraform output function_urls)",
                 "variables": {"region": {"default": "europe-west1"}, "project": {"default": "my-project"}},
             },
-            {"url": "http://127.0.0.1:8480", "description": "the local stack's gateway (make up: API_URL)"},
+            {
+                "url": "http://127.0.0.1:{port}",
+                "description": "the local stack's gateway (make up: API_URL)",
+                "variables": {"port": {"default": "8480"}},
+            },
         ],
         "paths": paths,
         "components": {
