@@ -38,10 +38,19 @@ locals {
     ingest_reads_uploads   = { bucket = "uploads", role = "roles/storage.objectViewer", identity = "ingest" }
     ingest_deletes_uploads = { bucket = "uploads", role = local.object_deleter, identity = "ingest" }
     # Ingest writes the normalized selfie, its face crop and a quarantined
-    # copy; a retried event overwrites them, and a failed ingest removes them.
-    ingest_writes_assets = { bucket = "assets", role = "roles/storage.objectUser", identity = "ingest" }
-    # The API (generate, edit) reads selfies, writes avatars and signs read URLs for them.
-    api_uses_assets = { bucket = "assets", role = "roles/storage.objectUser", identity = "api" }
+    # copy; a retried event overwrites them (an overwrite needs delete too), and
+    # a failed ingest removes them. It never reads them. List as well: without
+    # storage.objects.list Cloud Storage may answer 403 rather than 404 for an
+    # object that is not there, and removing what is already gone must succeed.
+    ingest_writes_assets  = { bucket = "assets", role = "roles/storage.objectCreator", identity = "ingest" }
+    ingest_deletes_assets = { bucket = "assets", role = local.object_deleter, identity = "ingest" }
+    ingest_lists_assets   = { bucket = "assets", role = local.object_lister, identity = "ingest" }
+    # The API (generate, edit) reads selfies and base images, writes avatars,
+    # signs read URLs for them, and takes an avatar back when its turn was not
+    # recorded. Nothing patches metadata, so not objectUser.
+    api_reads_assets   = { bucket = "assets", role = "roles/storage.objectViewer", identity = "api" }
+    api_writes_assets  = { bucket = "assets", role = "roles/storage.objectCreator", identity = "api" }
+    api_deletes_assets = { bucket = "assets", role = local.object_deleter, identity = "api" }
     # sessions signs read URLs for avatars (a signed URL acts with the signer's
     # rights, so it needs get), and DELETE /{session_id} removes the session's
     # avatars/{uid}/{session_id}/ (listed by prefix). It has its own account
@@ -58,7 +67,7 @@ locals {
     uploads_deletes_uploads = { bucket = "uploads", role = local.object_deleter, identity = "uploads" }
     # ... and its normalized picture, face crop, quarantined copy, and the
     # avatars of the sessions made from it (listed by prefix). Nothing written.
-    uploads_lists_assets   = { bucket = "assets", role = "roles/storage.objectViewer", identity = "uploads" }
+    uploads_lists_assets   = { bucket = "assets", role = local.object_lister, identity = "uploads" }
     uploads_deletes_assets = { bucket = "assets", role = local.object_deleter, identity = "uploads" }
     # account's DELETE / removes every object of the caller: by name and by
     # prefix (uploads/{uid}/ here), so list and delete; it never reads an
@@ -69,10 +78,13 @@ locals {
     # /export signs read URLs for them, which needs get. Nothing written.
     account_reads_assets   = { bucket = "assets", role = "roles/storage.objectViewer", identity = "account" }
     account_deletes_assets = { bucket = "assets", role = local.object_deleter, identity = "account" }
-    # Cleanup lists and deletes expired objects in both buckets; it writes nothing.
-    cleanup_lists_uploads   = { bucket = "uploads", role = "roles/storage.objectViewer", identity = "cleanup" }
+    # Cleanup deletes expired objects in both buckets (by name and by prefix);
+    # it reads and writes nothing. List on uploads too, where it deletes by
+    # name only: originals are often gone already, and without list Cloud
+    # Storage may answer 403 rather than 404 for them.
+    cleanup_lists_uploads   = { bucket = "uploads", role = local.object_lister, identity = "cleanup" }
     cleanup_deletes_uploads = { bucket = "uploads", role = local.object_deleter, identity = "cleanup" }
-    cleanup_lists_assets    = { bucket = "assets", role = "roles/storage.objectViewer", identity = "cleanup" }
+    cleanup_lists_assets    = { bucket = "assets", role = local.object_lister, identity = "cleanup" }
     cleanup_deletes_assets  = { bucket = "assets", role = local.object_deleter, identity = "cleanup" }
   }
 

@@ -62,19 +62,20 @@ PREDEFINED_OBJECT_ROLES = {
 BUCKET_ACCESS = {
     # Reads the raw upload and deletes it; never writes there (it would re-trigger itself).
     ("ingest", "uploads"): {GET, LIST, DELETE},
-    ("ingest", "assets"): {GET, LIST, CREATE, UPDATE, DELETE},
-    ("api", "assets"): {GET, LIST, CREATE, UPDATE, DELETE},
+    # Writes (and overwrites) what it makes, removes it after a failure; never reads it.
+    ("ingest", "assets"): {LIST, CREATE, DELETE},
+    ("api", "assets"): {GET, LIST, CREATE, DELETE},
     # Signs read URLs for avatars; DELETE /{session_id} removes a session's avatars. No writing.
     ("sessions", "assets"): {GET, LIST, DELETE},
     # Signs create-only PUT URLs (a signed URL acts with the signer's rights); deletes uploads.
     ("uploads", "uploads"): {CREATE, DELETE},
-    ("uploads", "assets"): {GET, LIST, DELETE},
+    ("uploads", "assets"): {LIST, DELETE},
     # Deletes everything of a user: lists and deletes raw uploads (never reads
     # them); lists, reads (signs export URLs) and deletes assets. Never writes.
     ("account", "uploads"): {LIST, DELETE},
     ("account", "assets"): {GET, LIST, DELETE},
-    ("cleanup", "uploads"): {GET, LIST, DELETE},
-    ("cleanup", "assets"): {GET, LIST, DELETE},
+    ("cleanup", "uploads"): {LIST, DELETE},
+    ("cleanup", "assets"): {LIST, DELETE},
 }
 INVOKER_RESOURCES = (
     "google_cloud_run_service_iam_member",
@@ -541,7 +542,7 @@ def test_uploads_is_public_https_with_its_own_narrow_identity(tf: Config, specs:
     assert project == ["roles/datastore.user"]
     # Buckets: create and delete in uploads, read and delete in assets; no admin role.
     roles = {e["role"] for e in bucket_grants(tf) if e["identity"] == "uploads"}
-    assert roles == {"roles/storage.objectCreator", "roles/storage.objectViewer", "${local.object_deleter}"}
+    assert roles == {"roles/storage.objectCreator", "${local.object_lister}", "${local.object_deleter}"}
     assert not roles & FORBIDDEN_ROLES
     assert not bucket_access(tf)[("uploads", "assets")] & {CREATE, UPDATE}
 
