@@ -15,9 +15,17 @@ from pixme.api import EditRequest, GenerateRequest, PageRequest, UploadRequest, 
 from pixme.errors import NotFound, PixmeError
 from pixme.events import FINALIZED, storage_object
 from pixme.spending import model_choices
-from pixme.web import Outcome, Response, body_of, caller, serve
+from pixme.web import Outcome, Response, body_of, caller, error_response, serve
 
 log = logging.getLogger("pixme.main")
+
+
+# A path the framework's own router refuses (one holding a newline, say) gets
+# the API's JSON 404 too, not Flask's HTML page. The hook exists only while
+# functions-framework loads this module (not when a test imports it).
+_errorhandler = getattr(functions_framework, "errorhandler", None)
+if _errorhandler is not None:
+    _errorhandler(404)(lambda _error: error_response(NotFound("route_not_found", "No such route.")))
 
 
 @functions_framework.cloud_event

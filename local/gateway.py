@@ -23,6 +23,7 @@ from local.procs import REPO_ROOT, serve_until_interrupted
 
 MAX_BODY = 1024 * 1024  # the functions refuse bodies over 64 KiB; this only bounds the proxy
 TIMEOUT_S = 180  # above the model deadline: a generate may take a while
+READ_TIMEOUT_S = 30  # for a client's request to arrive whole
 # Hop-by-hop headers (RFC 9110 7.6.1) are the connection's, not the message's.
 HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 
@@ -47,6 +48,28 @@ def make_handler(routes: dict[str, str], prefix: str) -> type[BaseHTTPRequestHan
                 self.wfile.write(body)
 
         def _route(self) -> None:
+            # The body first, whatever the route: on a kept-alive connection an
+            # unread body would be taken for the next request.
+            self.connection.settimeout(READ_TIMEOUT_S)
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                # Not needed by any client of the API (bodies are small JSON).
+                self.close_connection = True
+                self._answer(411, b'{"error": {"code": "invalid_json", "message": "Send a Content-Length."}}')
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0 or length > MAX_BODY:
+                self.close_connection = True
+                self._answer(413, b'{"error": {"code": "body_too_large", "message": "Too large."}}')
+                return
+            try:
+                body = self.rfile.read(length) if length else None
+            except TimeoutError:
+                self.close_connection = True
+                self._answer(408, b'{"error": {"code": "invalid_json", "message": "The body ended early."}}')
+                return
             parts = urllib.parse.urlsplit(self.path)
             if parts.path == "/healthz":
                 self._answer(200, b'{"ok": true}')
@@ -59,14 +82,6 @@ def make_handler(routes: dict[str, str], prefix: str) -> type[BaseHTTPRequestHan
             if target is None:
                 self._answer(404, b'{"error": {"code": "route_not_found", "message": "No such function."}}')
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._answer(
-                    413, b'{"error": {"code": "body_too_large", "message": "Too large for the gateway."}}'
-                )
-                self.close_connection = True
-                return
-            body = self.rfile.read(length) if length else None
             path = "/" + rest + (f"?{parts.query}" if parts.query else "")
             headers = {
                 k: v for k, v in self.headers.items() if k.lower() not in HOP | {"host", "content-length"}

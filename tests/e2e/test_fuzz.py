@@ -3,8 +3,9 @@ openapi.json and sends them, with a valid token, through the stack's gateway.
 
 No answer may be a 5xx, and every answer must be one the document describes:
 its status, content type, headers and body schema (for errors, one of the
-codes listed for that status). Bounded: FUZZ_EXAMPLES examples per operation
-(a few in `make test`; `make fuzz` runs many more).
+codes listed for that status); a body the document forbids must be refused.
+Bounded: FUZZ_EXAMPLES examples per operation (a few in `make test`; `make
+fuzz` runs many more).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from local.issuer import mint_token
 from local.stack import Stack
@@ -44,4 +46,9 @@ def test_every_answer_is_documented_and_none_is_a_server_error(
 ) -> None:
     assert stack.gateway_url
     headers = {"Authorization": f"Bearer {fuzz_token}"}
-    case.call_and_validate(base_url=stack.gateway_url, headers=headers, timeout=120)
+    # Every check but "a schema-valid body is accepted": the document cannot state the
+    # deployment's own rules (the operator's model aliases, PIXME_MAX_TEXT_CHARS), so a
+    # body it allows may rightly be a 400, with its code.
+    case.call_and_validate(
+        base_url=stack.gateway_url, headers=headers, timeout=120, excluded_checks=[positive_data_acceptance]
+    )
