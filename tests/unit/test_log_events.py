@@ -22,14 +22,14 @@ from cloudevents.http import CloudEvent
 from flask import Flask
 from google.genai import errors as genai_errors
 from test_avatars import World
+from test_error_reporting import UID, FakeVerifier, NoAppCheck
 
 from fakes import settings
 from pixme import logs, wiring
 from pixme.adapters.gemini import GeminiModel
 from pixme.api import UploadRequest
 from pixme.config import ENV_VARS
-from pixme.errors import ModelRefused, RateLimited, Unauthenticated, Unavailable
-from pixme.identity import Caller
+from pixme.errors import ModelRefused, RateLimited, Unavailable
 from pixme.layout import loggable, upload_object
 from pixme.ports import RenderOptions
 from pixme.prompts import Message
@@ -39,7 +39,6 @@ from pixme.services.ingest import Ingest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "functions" / "main.py"
 ENV = {"GOOGLE_CLOUD_PROJECT": "p", "PIXME_UPLOADS_BUCKET": "up", "PIXME_ASSETS_BUCKET": "a"}
-UID = "alice-uid-7"
 
 
 class Lines(logging.Handler):
@@ -72,18 +71,6 @@ def lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Lines]:
     pixme.removeHandler(handler)
     pixme.setLevel(old_level)
     wiring.settings.cache_clear()
-
-
-class FakeVerifier:
-    def verify(self, token: str) -> Caller:
-        if token == "good":
-            return Caller(uid=UID)
-        raise Unauthenticated("invalid_token", "The ID token is not valid.")
-
-
-class NoAppCheck:
-    def check(self, token: str | None) -> None:
-        return None
 
 
 _apps: dict[str, Flask] = {}
