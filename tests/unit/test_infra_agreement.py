@@ -35,6 +35,7 @@ from typing import Any
 import hcl2
 import pytest
 from code_paths import FUNCTIONS_DIR, ROOT, SETTINGS, Program, Query, Sources, firestore_queries
+from test_infra import unquote
 
 INFRA = ROOT / "infra"
 GCS = "pixme.adapters.gcs.GcsBlobStore"  # the BlobStore adapter
@@ -45,20 +46,6 @@ BUCKET_FIELDS = {"uploads_bucket": "uploads", "assets_bucket": "assets"}
 EVENT = "event"
 
 # --- reading infra ------------------------------------------------------------------
-
-
-def unquote(value: Any) -> Any:
-    """Plain values from python-hcl2 8.x: it keeps string literals quoted and
-    adds bookkeeping keys (__is_block__, __comments__)."""
-    if isinstance(value, dict):
-        return {
-            unquote(k): unquote(v) for k, v in value.items() if not (k.startswith("__") and k.endswith("__"))
-        }
-    if isinstance(value, list):
-        return [unquote(v) for v in value]
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1].replace('\\"', '"')
-    return value
 
 
 @dataclass

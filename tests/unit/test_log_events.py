@@ -23,6 +23,7 @@ from flask import Flask
 from google.genai import errors as genai_errors
 from test_avatars import World
 from test_error_reporting import UID, FakeVerifier, NoAppCheck
+from test_error_reporting import Lines as ErrorLines
 
 from fakes import settings
 from pixme import logs, wiring
@@ -41,15 +42,7 @@ SOURCE = ROOT / "functions" / "main.py"
 ENV = {"GOOGLE_CLOUD_PROJECT": "p", "PIXME_UPLOADS_BUCKET": "up", "PIXME_ASSETS_BUCKET": "a"}
 
 
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logs.JsonFormatter("p"))
-        self.lines: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(self.format(record)))
-
+class Lines(ErrorLines):
     def events(self, name: str) -> list[dict[str, Any]]:
         return [line for line in self.lines if line.get("event") == name]
 
