@@ -1,4 +1,5 @@
-"""Cloud Functions entry points. Each parses, calls one service, maps the result."""
+"""Cloud Functions entry points. Each parses, calls one service and hands its typed
+result to the edge (`web.serve`), which presents it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pixme.api import EditRequest, GenerateRequest, PageRequest, UploadRequest, 
 from pixme.errors import NotFound, PixmeError
 from pixme.events import FINALIZED, storage_object
 from pixme.spending import model_choices
-from pixme.web import Outcome, Response, body_of, caller, error_response, serve
+from pixme.web import Outcome, Response, body_of, caller, error_response, serve, signed_asset
 
 log = logging.getLogger("pixme.main")
 
@@ -83,14 +84,14 @@ def uploads(request: Request) -> Response:
         if request.method == "POST" and not parts:
             uid = caller(request).uid
             req = UploadRequest.parse(body_of(request))
-            return 201, r.UploadTicket.model_validate(wiring.upload_service().start(uid, req))
+            return 201, wiring.upload_service().start(uid, req)
         if request.method in ("GET", "DELETE") and parts:
             uid = caller(request).uid
             upload_id = valid_id(parts[0], "upload_id")
             service = wiring.upload_service()
             if request.method == "GET":
-                return 200, r.UploadStatus.model_validate(service.status(uid, upload_id))
-            return 200, r.UploadDeleted.model_validate(service.delete(uid, upload_id))
+                return 200, service.status(uid, upload_id)
+            return 200, service.delete(uid, upload_id)
         raise NotFound("route_not_found", "No such route.")
 
     return serve(request, "uploads", action)
@@ -102,9 +103,9 @@ def generate(request: Request) -> Response:
         who = caller(request)
         req = GenerateRequest.parse(body_of(request), wiring.settings())
         answer = wiring.avatars().generate(who, req, request.headers.get("Idempotency-Key"))
-        return 201, r.avatar_answer(answer.body), answer.headers
+        return 201, answer.body, answer.headers
 
-    return serve(request, "generate", action)
+    return serve(request, "generate", action, signed_asset)
 
 
 @functions_framework.http
@@ -113,9 +114,9 @@ def edit(request: Request) -> Response:
         who = caller(request)
         req = EditRequest.parse(body_of(request), wiring.settings())
         answer = wiring.avatars().edit(who, req, request.headers.get("Idempotency-Key"))
-        return 201, r.AvatarTurn.model_validate(answer.body), answer.headers
+        return 201, answer.body, answer.headers
 
-    return serve(request, "edit", action)
+    return serve(request, "edit", action, signed_asset)
 
 
 @functions_framework.http
@@ -129,27 +130,23 @@ def sessions(request: Request) -> Response:
         if parts == ["styles"]:
             from pixme.services.library import styles
 
-            return 200, r.StyleCatalog.model_validate(styles())
+            return 200, styles()
         if parts == ["models"]:
-            return 200, r.ModelList.model_validate(
-                {"models": model_choices(wiring.settings(), caller(request))}
-            )
+            return 200, r.ModelList(models=model_choices(wiring.settings(), caller(request)))
         if len(parts) > 2 or (len(parts) == 2 and parts[0] != "uploads"):
             raise NotFound("route_not_found", "No such route.")
         uid = caller(request).uid
         if len(parts) == 2:
-            return 200, r.UploadStatus.model_validate(
-                wiring.upload_service().status(uid, valid_id(parts[1], "upload_id"))
-            )
+            return 200, wiring.upload_service().status(uid, valid_id(parts[1], "upload_id"))
         session_id = valid_id(parts[0], "session_id") if parts else None
         if session_id is None:
-            return 200, r.SessionList.model_validate(wiring.library().sessions_of(uid))
+            return 200, wiring.library().sessions_of(uid)
         if request.method == "DELETE":
-            return 200, r.SessionDeleted.model_validate(wiring.library().delete(uid, session_id))
+            return 200, wiring.library().delete(uid, session_id)
         page = PageRequest.parse(request.args)
-        return 200, r.SessionPage.model_validate(wiring.library().session(uid, session_id, page))
+        return 200, wiring.library().session(uid, session_id, page)
 
-    return serve(request, "sessions", action)
+    return serve(request, "sessions", action, signed_asset)
 
 
 @functions_framework.http
@@ -162,17 +159,17 @@ def account(request: Request) -> Response:
         who = caller(request)
         service = wiring.accounts()
         if request.method == "GET" and parts == ["usage"]:
-            return 200, r.Usage.model_validate(service.usage_of(who))
+            return 200, service.usage_of(who)
         if request.method == "GET" and parts == ["export"]:
-            return 200, r.Export.model_validate(service.export(who))
+            return 200, service.export(who)
         if request.method == "DELETE" and not parts:
-            return 200, r.AccountDeleted.model_validate(service.delete(who))
+            return 200, service.delete(who)
         raise NotFound("route_not_found", "No such route: GET /usage, GET /export or DELETE /.")
 
-    return serve(request, "account", action)
+    return serve(request, "account", action, signed_asset)
 
 
 @functions_framework.http
 def cleanup(request: Request) -> Response:
     """Called by Cloud Scheduler; IAM lets only the scheduler's account invoke it."""
-    return serve(request, "cleanup", lambda: (200, r.CleanupReport.model_validate(wiring.cleanup().run())))
+    return serve(request, "cleanup", lambda: (200, wiring.cleanup().run()))

@@ -1,16 +1,26 @@
 """What the HTTPS API answers: one pydantic model per response body.
 
-The entry points present every answer through its model (`web.serve` writes
-`model_dump(mode="json")`), so a field a service adds or drops without a
-declaration here fails loudly in the tests instead of reaching apps; the
-same models describe the answers in the OpenAPI document (`pixme.openapi`).
+Services return these models; the edge presents them (`web.present`: image
+links signed, then `model_dump(mode="json")`), so a field a service adds or
+drops without a declaration here fails loudly in the tests instead of
+reaching apps; the same models describe the answers in the OpenAPI document
+(`pixme.openapi`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SerializationInfo,
+    WithJsonSchema,
+)
 
 
 class Answer(BaseModel):
@@ -19,11 +29,48 @@ class Answer(BaseModel):
 
 
 Timestamp = Annotated[str, Field(description="RFC 3339 UTC time", json_schema_extra={"format": "date-time"})]
-Url = Annotated[
-    str,
-    Field(
-        description="a V4 signed URL, valid for `image_url_expires_in_s`", json_schema_extra={"format": "uri"}
-    ),
+_SIGNED_URL = "a V4 signed URL, valid for `image_url_expires_in_s`"
+Url = Annotated[str, Field(description=_SIGNED_URL, json_schema_extra={"format": "uri"})]
+
+# Serialization context keys of an Image (see `web.present`).
+COLLECT = "collect"  # a set: each image's path is added to it
+SIGNED = "signed"  # a path -> signed URL map: each image is written as its URL
+
+
+@dataclass(frozen=True)
+class Stored:
+    """An object in the assets bucket. Services name it; only the edge turns it
+    into a signed URL, so no service signs and no stored record holds a URL."""
+
+    path: str
+
+
+def _stored(value: Any) -> Stored:
+    # A plain string is a path: how a record dumped without signing reads back.
+    if isinstance(value, Stored):
+        return value
+    if isinstance(value, str):
+        return Stored(value)
+    raise ValueError("an image is a Stored object or its path")
+
+
+def _shown(value: Stored, info: SerializationInfo) -> str:
+    """The image's signed URL when the edge presents the model; its path in a
+    dump without context (a stored record)."""
+    context = info.context or {}
+    if (found := context.get(COLLECT)) is not None:
+        found.add(value.path)
+    signed: dict[str, str] | None = context.get(SIGNED)
+    return signed[value.path] if signed is not None else value.path
+
+
+# An image of the assets bucket, shown to the app as a signed URL: the
+# document says string/uri, as it always has.
+Image = Annotated[
+    Stored,
+    PlainValidator(_stored),
+    PlainSerializer(_shown, return_type=str),
+    WithJsonSchema({"type": "string", "format": "uri", "description": _SIGNED_URL}),
 ]
 
 
@@ -35,8 +82,8 @@ class ErrorDetail(BaseModel):
 
     code: str = Field(description="stable error code (README, 'Error codes'); the app switches on it")
     message: str = Field(description="for people; may be shown in the app")
-    field: str | None = Field(None, description="the request field at fault (400s)")
-    allowed: list[str] | None = Field(None, description="the allowed values, for a closed set")
+    field: str | None = Field(default=None, description="the request field at fault (400s)")
+    allowed: list[str] | None = Field(default=None, description="the allowed values, for a closed set")
 
 
 class ErrorBody(Answer):
@@ -77,7 +124,7 @@ class UploadStatus(Answer):
     height: int | None = None
     face_box: FaceBox | None = None
     timings_ms: dict[str, int] | None = None
-    reason: str | None = Field(None, description="why it was rejected (an ingest code)")
+    reason: str | None = Field(default=None, description="why it was rejected (an ingest code)")
     message: str | None = None
 
 
@@ -99,14 +146,16 @@ class AvatarTurn(Answer):
     parent_turn_id: str | None
     style: str
     text: str | None = Field(description="what the model said with its image")
-    image_url: Url
+    image_url: Image
     image_url_expires_in_s: int
     turn_count: int
     model: str = Field(description="the model id that answered")
     model_version: str | None
     usage: dict[str, int] | None = Field(description="the model's token counts")
     ms: int = Field(description="the model call's duration")
-    replayed: bool | None = Field(None, description="true when an Idempotency-Key replayed an earlier answer")
+    replayed: bool | None = Field(
+        default=None, description="true when an Idempotency-Key replayed an earlier answer"
+    )
 
 
 class PackFailure(Answer):
@@ -147,7 +196,7 @@ class TurnSummary(Answer):
     parent_turn_id: str | None
     instruction: str | None
     text: str | None
-    image_url: Url
+    image_url: Image
     model_version: str | None
     ms: int
     created_at: Timestamp
@@ -219,8 +268,8 @@ class Usage(Answer):
 
 
 class ExportedUpload(UploadStatus):
-    image_url: Url | None
-    face_url: Url | None
+    image_url: Image | None
+    face_url: Image | None
 
 
 class ExportedTurn(Answer):
@@ -230,7 +279,7 @@ class ExportedTurn(Answer):
     text: str | None
     model_version: str | None
     created_at: Timestamp
-    image_url: Url | None
+    image_url: Image | None
 
 
 class ExportedSession(Answer):

@@ -32,6 +32,7 @@ from pixme.errors import ModelRefused, PixmeError, RateLimited, Unavailable
 from pixme.identity import Caller
 from pixme.limits import seconds_to_next_day, utc_day
 from pixme.ports import Charge, ChargeRequest, Clock, UsageStore
+from pixme.responses import ModelChoice
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,12 @@ def may_use(alias: ModelAlias, caller: Caller) -> bool:
     return str(caller.claims.get(claim, "")) == wanted
 
 
-def model_choices(settings: Settings, caller: Caller) -> list[dict[str, object]]:
+def model_choices(settings: Settings, caller: Caller) -> list[ModelChoice]:
     """The operator's aliases as the app shows them: what each costs, and
     whether this caller may pick it."""
     default = settings.alias(None).alias
     return [
-        {"alias": a.alias, "cost": a.cost, "allowed": may_use(a, caller), "default": a.alias == default}
+        ModelChoice(alias=a.alias, cost=a.cost, allowed=may_use(a, caller), default=a.alias == default)
         for a in settings.aliases.values()
     ]
 

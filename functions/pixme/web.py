@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any, NoReturn
 
 from flask import Request, after_this_request
@@ -22,6 +23,7 @@ from flask import Response as FlaskResponse
 from pydantic import BaseModel
 
 from pixme import logs, wiring
+from pixme import responses as r
 from pixme.errors import (
     Forbidden,
     InvalidRequest,
@@ -48,6 +50,8 @@ DRAIN_LIMIT = 64 * 1024 * 1024
 # limit does not depend on the interpreter's int_max_str_digits either.
 MAX_INT_DIGITS = 64
 Response = tuple[str, int, dict[str, str]]
+# path of an object in the assets bucket -> its signed GET URL
+Signer = Callable[[str], str]
 # What an entry point's action gives back: a status and a JSON body, and
 # optionally headers to send with them.
 Outcome = tuple[int, BaseModel] | tuple[int, BaseModel, dict[str, str]]
@@ -56,15 +60,50 @@ Outcome = tuple[int, BaseModel] | tuple[int, BaseModel, dict[str, str]]
 CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Firebase-AppCheck"
 CORS_EXPOSED_HEADERS = "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
 CORS_MAX_AGE_S = 600
+# Each signature is an IAM signBlob round trip in the cloud: an answer's image
+# URLs are signed this many at a time.
+SIGNING_THREADS = 8
 
 
-def _json(status: int, body: dict[str, Any] | BaseModel, extra: dict[str, str] | None = None) -> Response:
-    """The one presenter: a response model (or an error's dict) as JSON. A model
-    keeps exactly the fields the service set, each as its declaration says."""
+def present(body: BaseModel, sign: Signer | None) -> dict[str, Any]:
+    """The one presenter: a response model as the app gets it. It keeps exactly
+    the fields the service set, each as its declaration says, and each image
+    (`responses.Image`) becomes the URL `sign` gives for its path, the paths
+    signed SIGNING_THREADS at a time."""
+    paths: set[str] = set()
+    body.model_dump(mode="json", context={r.COLLECT: paths})
+    found = sorted(paths)
+    if not found:
+        urls: dict[str, str] = {}
+    elif sign is None:
+        raise RuntimeError(f"{type(body).__name__} shows images, and this function signs none")
+    elif len(found) == 1:
+        urls = {found[0]: sign(found[0])}
+    else:
+        with ThreadPoolExecutor(min(SIGNING_THREADS, len(found)), thread_name_prefix="sign") as pool:
+            urls = dict(zip(found, pool.map(sign, found), strict=True))
+    return body.model_dump(mode="json", exclude_unset=True, context={r.SIGNED: urls})
+
+
+def signed_asset(path: str) -> str:
+    """A GET URL of an object of the assets bucket, valid for url_ttl_s: the
+    signer of the functions whose answers show images. Only they are given it
+    (`serve`'s `sign`), so only they need the right to sign (infra/)."""
+    s = wiring.settings()
+    return wiring.blobs().signed_url(s.assets_bucket, path, s.url_ttl_s)
+
+
+def _json(
+    status: int,
+    body: dict[str, Any] | BaseModel,
+    extra: dict[str, str] | None = None,
+    sign: Signer | None = None,
+) -> Response:
+    """A response model (presented) or an error's dict, as JSON."""
     headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
     headers.update(extra or {})
     if isinstance(body, BaseModel):
-        body = body.model_dump(mode="json", exclude_unset=True)
+        body = present(body, sign)
     return json.dumps(body), status, headers
 
 
@@ -219,10 +258,12 @@ def serve(
     request: Request,
     function: str,
     action: Callable[[], Outcome],
+    sign: Signer | None = None,
 ) -> Response:
     """Run `action` for an allowed method and turn its outcome into a response;
     log one `request` line for it. The methods allowed are the route table's
-    for this function and path (`pixme.routes`), so a 405's Allow is exact."""
+    for this function and path (`pixme.routes`), so a 405's Allow is exact.
+    `sign` signs the images of the answer (`signed_asset` where there are any)."""
     methods = allowed_methods(function, request.path)
     if (preflight := cors(request, methods)) is not None:
         return preflight
@@ -230,7 +271,7 @@ def serve(
     with logs.scope(logs.trace_from_headers(request.headers)):
         failure: Exception | None = None
         try:
-            response, error = _answer(request, methods, action)
+            response, error = _answer(request, methods, action, sign)
         except Exception as exc:
             failure = exc
             response = _json(500, {"error": {"code": "internal", "message": "Internal error."}})
@@ -242,7 +283,7 @@ def serve(
 
 
 def _answer(
-    request: Request, methods: tuple[str, ...], action: Callable[[], Outcome]
+    request: Request, methods: tuple[str, ...], action: Callable[[], Outcome], sign: Signer | None
 ) -> tuple[Response, PixmeError | None]:
     """The response, and the error it answers if it is one."""
     try:
@@ -252,9 +293,11 @@ def _answer(
             refusal.headers["Allow"] = ", ".join(methods)
             raise refusal
         status, body, *headers = action()
+        # Presenting signs URLs, which may fail like any call (Unavailable).
+        response = _json(status, body, headers[0] if headers else None, sign)
     except PixmeError as err:
         return error_response(err), err
-    return _json(status, body, headers[0] if headers else None), None
+    return response, None
 
 
 def _log_request(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from PIL import Image
+from pydantic import BaseModel
 
 from pixme.config import Settings
 from pixme.conversation import PENDING, UNFINISHED, Session, Turn, Upload
@@ -17,6 +18,7 @@ from pixme.errors import Conflict, InvalidRequest, NotFound, PixmeError, Unavail
 from pixme.ports import Charge, ChargeRequest, ModelReply, RenderOptions, UploadUsage
 from pixme.prompts import Message
 from pixme.spending import over_quota, too_many_in_flight
+from pixme.web import present
 
 
 def settings(**overrides: object) -> Settings:
@@ -75,6 +77,13 @@ class FakeBlobs:
     ) -> str:
         self.signed.append((method, bucket, path, content_type, dict(headers or {})))
         return f"https://signed.example/{bucket}/{path}?ttl={ttl_s}&method={method}"
+
+
+def presented(body: BaseModel, blobs: FakeBlobs, s: Settings | None = None) -> dict[str, Any]:
+    """A service's answer as the edge presents it (`web.present`), its images
+    signed by `blobs` as the edge signs them (assets bucket, url_ttl_s)."""
+    s = s or settings()
+    return present(body, lambda path: blobs.signed_url(s.assets_bucket, path, s.url_ttl_s))
 
 
 class FakeUploads:
@@ -292,9 +301,7 @@ class FakeUsage:
             return charge
 
     def _charge(self, request: ChargeRequest) -> Charge:
-        live = {
-            k: v for k, v in self.in_flight.get(request.owner, {}).items() if v > request.stale_before
-        }
+        live = {k: v for k, v in self.in_flight.get(request.owner, {}).items() if v > request.stale_before}
         if len(live) >= request.max_in_flight:
             raise too_many_in_flight(request.max_in_flight)
         key = (request.owner, request.kind, request.day)

@@ -29,7 +29,7 @@ def busy_world() -> World:
 
 def test_usage_says_what_is_left_today() -> None:
     w = busy_world()
-    usage = accounts(w).usage_of(Caller("alice"))
+    usage = w.shown(accounts(w).usage_of(Caller("alice")))
     assert usage["generations"] == {"limit": 5, "used": 1, "remaining": 4}
     assert usage["edits"]["used"] == 1 and usage["tier"] == "signed_in"
     assert 0 < usage["reset_in_s"] <= 86_400
@@ -37,7 +37,7 @@ def test_usage_says_what_is_left_today() -> None:
 
 def test_the_export_lists_everything_of_the_caller_and_nothing_of_others() -> None:
     w = busy_world()
-    export = accounts(w).export(Caller("alice"))
+    export = w.shown(accounts(w).export(Caller("alice")))
     assert [u["upload_id"] for u in export["uploads"]] == [w.ids["u1"]]
     assert export["uploads"][0]["image_url"].startswith("https://signed.example/assets/selfies/alice/")
     (session,) = export["sessions"]
@@ -50,7 +50,7 @@ def test_deleting_the_account_removes_everything_of_the_caller_and_is_idempotent
     # A leftover object no document names any more is removed too.
     w.blobs.write("assets", avatar_path("alice", "s_lost", "t_1", "image/png"), b"x", "image/png")
     w.blobs.write("up", upload_object("alice", "u_stray"), b"x", "image/png")
-    answer = accounts(w).delete(Caller("alice"))
+    answer = w.shown(accounts(w).delete(Caller("alice")))
     assert answer["complete"] is True
     assert answer["deleted"]["sessions"] == 1 and answer["deleted"]["uploads"] == 1
     assert answer["deleted"]["images"] == 2 and answer["deleted"]["idempotency_keys"] == 1
@@ -61,7 +61,7 @@ def test_deleting_the_account_removes_everything_of_the_caller_and_is_idempotent
     assert all(k[0] != "alice" for k in w.idempotency.entries)
     # Bob keeps everything; a second deletion removes nothing more.
     assert any("bob" in path for _, path in w.blobs.objects)
-    again = accounts(w).delete(Caller("alice"))
+    again = w.shown(accounts(w).delete(Caller("alice")))
     assert again["complete"] and set(again["deleted"].values()) == {0}
 
 
@@ -69,9 +69,9 @@ def test_deleting_the_account_does_not_give_back_the_days_quota() -> None:
     w = World(settings(no_face="allow", daily_generations=1))
     w.upload()
     w.generate()
-    assert accounts(w).delete(Caller("alice"))["complete"] is True
+    assert w.shown(accounts(w).delete(Caller("alice")))["complete"] is True
     w.upload()
     with pytest.raises(RateLimited) as refused:
         w.generate()
     assert refused.value.code == "quota_exceeded"
-    assert accounts(w).usage_of(Caller("alice"))["generations"]["remaining"] == 0
+    assert w.shown(accounts(w).usage_of(Caller("alice")))["generations"]["remaining"] == 0

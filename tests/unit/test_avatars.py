@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from pydantic import BaseModel
 
 from fakes import (
     FakeBlobs,
@@ -13,6 +16,7 @@ from fakes import (
     FakeUploads,
     FakeUsage,
     png,
+    presented,
     settings,
 )
 from pixme.api import EditRequest, GenerateRequest, UploadRequest
@@ -47,7 +51,7 @@ class World:
     def upload(self, owner: str = "alice", name: str | None = None, data: bytes | None = None) -> str:
         """An upload as the app makes it: registered, PUT, ingested by the trigger."""
         name = name or ("u1" if owner == "alice" else f"u1-{owner}")
-        upload_id = self.service.start(owner, UploadRequest(content_type="image/png"))["upload_id"]
+        upload_id = self.service.start(owner, UploadRequest(content_type="image/png")).upload_id
         self.ids[name] = upload_id
         path = upload_object(owner, upload_id)
         data = png() if data is None else data
@@ -64,18 +68,22 @@ class World:
     def edit_request(self, session_id: str, instruction: str) -> EditRequest:
         return EditRequest.parse({"session_id": session_id, "instruction": instruction}, self.s)
 
+    def shown(self, body: BaseModel) -> dict[str, Any]:
+        """An answer as the app gets it: presented by the edge, images signed."""
+        return presented(body, self.blobs, self.s)
+
     def generate(self, owner: str | Caller = "alice", key: str | None = None, **body: object) -> dict:  # type: ignore[type-arg]
         uid = owner.uid if isinstance(owner, Caller) else owner
         name = str(body.pop("upload_id", "u1" if uid == "alice" else f"u1-{uid}"))
         fields = {"upload_id": self.ids.get(name, name), "style": "comics", **body}
         caller = owner if isinstance(owner, Caller) else Caller(owner)
-        return self.avatars.generate(caller, GenerateRequest.parse(fields, self.s), key).body
+        return self.shown(self.avatars.generate(caller, GenerateRequest.parse(fields, self.s), key).body)
 
     def edit(
         self, session_id: str, instruction: str, owner: str = "alice", key: str | None = None, **body: object
     ) -> dict:  # type: ignore[type-arg]
         req = EditRequest.parse({"session_id": session_id, "instruction": instruction, **body}, self.s)
-        return self.avatars.edit(Caller(owner), req, key).body
+        return self.shown(self.avatars.edit(Caller(owner), req, key).body)
 
 
 @pytest.fixture
@@ -127,7 +135,7 @@ def test_editing_an_earlier_turn_branches_the_session(world: World) -> None:
     assert branch["parent_turn_id"] == first["turn_id"]
     _, messages = world.model.calls[-1]
     assert "add glasses" not in " ".join(messages[0].texts)
-    view = world.library.session("alice", sid)
+    view = world.shown(world.library.session("alice", sid))
     parents = {t["turn_id"]: t["parent_turn_id"] for t in view["turns"]}
     assert parents == {
         first["turn_id"]: None,
@@ -143,7 +151,7 @@ def test_nobody_else_sees_or_edits_a_session(world: World) -> None:
         world.edit(sid, "add glasses", owner="mallory")
     with pytest.raises(NotFound):
         world.library.session("mallory", sid)
-    assert world.library.sessions_of("mallory") == {"sessions": []}
+    assert world.library.sessions_of("mallory").sessions == []
 
 
 def test_an_expired_session_is_gone_even_before_cleanup(world: World) -> None:
@@ -179,7 +187,7 @@ def test_cleanup_removes_expired_sessions_images_and_uploads(world: World) -> No
     result = Cleanup(
         world.s, world.blobs, world.uploads, world.sessions, world.clock, world.idempotency, world.usage
     ).run()
-    assert result == {
+    assert result.model_dump() == {
         "sessions_deleted": 1,
         "images_deleted": 1,
         "uploads_deleted": 1,
@@ -200,6 +208,39 @@ def test_a_retried_request_with_an_idempotency_key_returns_the_first_result(worl
     edit = world.edit(first["session_id"], "add glasses", key="key-00000002")
     assert world.edit(first["session_id"], "add glasses", key="key-00000002")["turn_id"] == edit["turn_id"]
     assert len(world.model.calls) == 2
+
+
+def test_an_idempotency_key_keeps_paths_and_a_replay_is_signed_afresh(world: World) -> None:
+    first = world.generate(key="key-00000001")
+    record = world.idempotency.entries[("alice", "key-00000001")]["result"]
+    path = record["image_url"]
+    assert path.startswith("avatars/alice/") and first["image_url"].endswith(
+        f"/assets/{path}?ttl={world.s.url_ttl_s}&method=GET"
+    )
+    assert "replayed" not in record and "image_path" not in record
+    signed_before = len(world.blobs.signed)
+    again = world.generate(key="key-00000001")
+    assert again["image_url"] == first["image_url"] and len(world.blobs.signed) == signed_before + 1
+    assert again == {**first, "replayed": True}
+
+
+def test_records_of_the_previous_format_still_replay(world: World) -> None:
+    """Before answers were models a record held `image_path` and no `image_url`."""
+    first = world.generate(key="key-00000001")
+    entry = world.idempotency.entries[("alice", "key-00000001")]
+    path = entry["result"].pop("image_url")
+    entry["result"]["image_path"] = path
+    again = world.generate(key="key-00000001")
+    assert again == {**first, "replayed": True}
+    req = world.request(style=None, styles=["comics", "manga"])
+    pack = world.shown(world.avatars.generate(Caller("alice"), req, "key-00000002").body)
+    stored = world.idempotency.entries[("alice", "key-00000002")]["result"]
+    stored["results"] = [
+        {**{k: v for k, v in r.items() if k != "image_url"}, "image_path": r["image_url"]}
+        for r in stored["results"]
+    ]
+    replayed = world.shown(world.avatars.generate(Caller("alice"), req, "key-00000002").body)
+    assert replayed == {**pack, "replayed": True}
 
 
 def test_an_idempotency_key_reused_for_another_request_is_refused(world: World) -> None:
@@ -352,16 +393,16 @@ def test_a_session_is_read_in_pages_oldest_or_newest_first(world: World) -> None
     seen: list[str] = []
     token = None
     while True:
-        page = world.library.session("alice", sid, PageRequest(limit=3, page_token=token))
+        page = world.shown(world.library.session("alice", sid, PageRequest(limit=3, page_token=token)))
         assert len(page["turns"]) <= 3 and all(t["image_url"].startswith("https://") for t in page["turns"])
         seen += [t["turn_id"] for t in page["turns"]]
         token = page["next_page_token"]
         if token is None:
             break
     assert seen == ids
-    newest = world.library.session("alice", sid, PageRequest(limit=2, order="newest"))
+    newest = world.shown(world.library.session("alice", sid, PageRequest(limit=2, order="newest")))
     assert [t["turn_id"] for t in newest["turns"]] == ids[::-1][:2]
-    assert world.library.session("alice", sid)["next_page_token"] is None
+    assert world.library.session("alice", sid).next_page_token is None
     with pytest.raises(Invalid):
         world.library.session("alice", sid, PageRequest(page_token="t_nope"))
     with pytest.raises(Invalid):
@@ -448,13 +489,14 @@ def test_a_style_pack_makes_one_session_per_style_and_reports_each(world: World)
     caller = Caller("alice")
     req = world.request(style=None, styles=["comics", "zombie", "manga", "pop_art"], caption="ANA")
     answer = world.avatars.generate(caller, req)
-    results = answer.body["results"]
+    body = world.shown(answer.body)
+    results = body["results"]
     assert [r["style"] for r in results] == ["comics", "zombie", "manga", "pop_art"]
     assert results[1]["error"]["code"] == "image_safety" and "session_id" not in results[1]
     made = [r for r in results if "session_id" in r]
     assert len(made) == 3 and len({r["session_id"] for r in made}) == 3
     assert all("image_path" not in r and r["image_url"].startswith("https://") for r in made)
-    assert answer.body["succeeded"] == 3 and answer.body["failed"] == 1
+    assert body["succeeded"] == 3 and body["failed"] == 1
     # Quotas count per image (the refused one included: the model was paid), and
     # the fan-out never exceeds the caller's in-flight cap.
     assert world.usage.used("alice", "generations", world.clock.now().date().isoformat()) == 4
@@ -483,8 +525,8 @@ def test_a_style_pack_is_parsed_strictly_and_replayed_by_key(world: World) -> No
         world.request(style=None, styles=[])
     req = world.request(style=None, styles=["comics", "manga", "comics"])
     assert req.styles == ("comics", "manga") and req.style == "comics"
-    first = world.avatars.generate(Caller("alice"), req, "key-00000009").body
-    again = world.avatars.generate(Caller("alice"), req, "key-00000009").body
+    first = world.shown(world.avatars.generate(Caller("alice"), req, "key-00000009").body)
+    again = world.shown(world.avatars.generate(Caller("alice"), req, "key-00000009").body)
     assert again["replayed"] is True and len(world.model.calls) == 2
     assert [r["session_id"] for r in again["results"]] == [r["session_id"] for r in first["results"]]
     assert all("image_path" not in r and "image_url" in r for r in again["results"])
@@ -504,5 +546,5 @@ def test_a_page_of_turns_is_signed_concurrently(world: World) -> None:
 
     world.blobs.signed_url = slow  # type: ignore[method-assign]
     started = time.perf_counter()
-    view = world.library.session("alice", sid)
+    view = world.shown(world.library.session("alice", sid))
     assert len(view["turns"]) == 8 and time.perf_counter() - started < 0.4

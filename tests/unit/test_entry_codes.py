@@ -248,7 +248,7 @@ def _upload_rejected(stack: Stack, mp: pytest.MonkeyPatch, gemini: GeminiStub) -
 def _while_ingesting(stack: Stack, mp: pytest.MonkeyPatch, during: Callable[[str], object]) -> str:
     """Register an upload and deliver its event; `during(upload_id)` runs while the
     trigger holds the upload (processing), from inside its read of the object."""
-    upload_id: str = stack.world.service.start("alice", UploadRequest(content_type="image/png"))["upload_id"]
+    upload_id: str = stack.world.service.start("alice", UploadRequest(content_type="image/png")).upload_id
     path = upload_object("alice", upload_id)
     stack.world.blobs.write("up", path, png(), "image/png")
     read = stack.world.blobs.read

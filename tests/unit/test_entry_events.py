@@ -67,7 +67,7 @@ def test_a_payload_that_is_not_an_object_is_ignored(
 def test_a_malformed_size_does_not_stop_a_real_upload(
     stack: Stack, ingest_lines: list[logging.LogRecord], size: Any
 ) -> None:
-    upload_id = stack.world.service.start("alice", UploadRequest(content_type="image/png"))["upload_id"]
+    upload_id = stack.world.service.start("alice", UploadRequest(content_type="image/png")).upload_id
     path = upload_object("alice", upload_id)
     stack.world.blobs.write("up", path, png(), "image/png")
     data = {"bucket": "up", "name": path, "generation": "1", "size": size, "timeCreated": "yesterday"}

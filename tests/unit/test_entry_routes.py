@@ -104,6 +104,7 @@ class Stack:
             "settings": lambda: self.s,
             "verifier": lambda: self.verifier,
             "app_check": lambda: self.app_check,
+            "blobs": lambda: w.blobs,  # the edge signs the answers' images with it
             "upload_service": lambda: w.service,
             "avatars": lambda: w.avatars,
             "library": lambda: w.library,
@@ -340,13 +341,13 @@ def test_cleanup_removes_what_expired(stack: Stack, method: str) -> None:
 
 def test_on_upload_outcomes(stack: Stack) -> None:
     world = stack.world
-    ready = world.service.start("alice", UploadRequest(content_type="image/png"))["upload_id"]
+    ready = world.service.start("alice", UploadRequest(content_type="image/png")).upload_id
     path = upload_object("alice", ready)
     world.blobs.write("up", path, png(), "image/png")
     assert stack.deliver(path).status_code == 200
     assert world.uploads.get("alice", ready).status == "ready"  # type: ignore[union-attr]
     assert stack.deliver(path).status_code == 200  # a redelivery: duplicate, ignored
-    rejected = world.service.start("alice", UploadRequest(content_type="image/png"))["upload_id"]
+    rejected = world.service.start("alice", UploadRequest(content_type="image/png")).upload_id
     world.blobs.write("up", upload_object("alice", rejected), b"GIF89a not a selfie", "image/png")
     assert stack.deliver(upload_object("alice", rejected)).status_code == 200
     assert world.uploads.get("alice", rejected).reason == "unsupported_format"  # type: ignore[union-attr]
@@ -359,7 +360,7 @@ def test_on_upload_outcomes(stack: Stack) -> None:
 
 
 def test_on_upload_drops_a_stale_event(stack: Stack) -> None:
-    upload_id = stack.world.service.start("alice", UploadRequest(content_type="image/png"))["upload_id"]
+    upload_id = stack.world.service.start("alice", UploadRequest(content_type="image/png")).upload_id
     path = upload_object("alice", upload_id)
     stack.world.blobs.write("up", path, png(), "image/png")
     stack.world.clock.advance(seconds=stack.s.max_event_age_s + 60)

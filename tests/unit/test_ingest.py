@@ -31,7 +31,7 @@ class World:
         self.upload_id = ""
 
     def register(self, owner: str = "alice") -> str:
-        self.upload_id = self.service.start(owner, UploadRequest(content_type="image/jpeg"))["upload_id"]
+        self.upload_id = self.service.start(owner, UploadRequest(content_type="image/jpeg")).upload_id
         return upload_object(owner, self.upload_id)
 
     def put(self, data: bytes, gen: str = "1", name: str | None = None) -> StorageObject:

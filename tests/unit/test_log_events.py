@@ -132,7 +132,7 @@ def test_each_delivery_is_one_ingest_line_with_its_event_id_and_a_trace(
     lines: Lines, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = World(settings(uploads_bucket="up"))
-    upload_id = world.service.start(UID, UploadRequest(content_type="image/png"))["upload_id"]
+    upload_id = world.service.start(UID, UploadRequest(content_type="image/png")).upload_id
     path = upload_object(UID, upload_id)
     world.blobs.write("up", path, b"not an image at all", "image/png")
     monkeypatch.setattr(wiring, "ingest", lambda: Ingest(world.s, world.blobs, world.uploads, world.clock))

@@ -158,7 +158,7 @@ def test_replays_cost_nothing_and_still_say_what_is_left() -> None:
     w = world(daily_generations=2)
     first = w.avatars.generate(Caller("alice"), w.request(), "key-00000001")
     again = w.avatars.generate(Caller("alice"), w.request(), "key-00000001")
-    assert again.body["replayed"] and again.headers["RateLimit-Remaining"] == "1"
+    assert again.body.replayed is True and again.headers["RateLimit-Remaining"] == "1"
     assert first.headers["RateLimit-Remaining"] == "1"
     assert len(w.model.calls) == 1
 
@@ -189,11 +189,12 @@ def test_spending_settings_are_read_and_checked() -> None:
 
 
 def test_the_models_route_shows_each_alias_cost_and_whether_the_caller_may_use_it() -> None:
+    from pixme.responses import ModelChoice
     from pixme.spending import model_choices
 
     s = settings(aliases=ALIASES, model="gemini-3.1-flash-image")
-    free = {c["alias"]: c for c in model_choices(s, Caller("bob"))}
-    assert free["flash"] == {"alias": "flash", "cost": 1, "allowed": True, "default": True}
-    assert free["pro"]["allowed"] is False and free["pro"]["cost"] == 4
-    paying = {c["alias"]: c["allowed"] for c in model_choices(s, Caller("ann", claims={"plan": "pro"}))}
+    free = {c.alias: c for c in model_choices(s, Caller("bob"))}
+    assert free["flash"] == ModelChoice(alias="flash", cost=1, allowed=True, default=True)
+    assert free["pro"].allowed is False and free["pro"].cost == 4
+    paying = {c.alias: c.allowed for c in model_choices(s, Caller("ann", claims={"plan": "pro"}))}
     assert paying == {"flash": True, "pro": True}

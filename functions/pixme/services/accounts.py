@@ -11,7 +11,6 @@ whether anything is left (`complete`).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pixme.config import Settings
 from pixme.identity import Caller
@@ -19,6 +18,18 @@ from pixme.layout import user_prefixes
 from pixme.limits import seconds_to_next_day, utc_day
 from pixme.ports import BlobStore, Clock, IdempotencyStore, SessionStore, UploadStore, UsageStore
 from pixme.removal import remove_session, remove_upload
+from pixme.responses import (
+    AccountDeleted,
+    Export,
+    ExportedSession,
+    ExportedTurn,
+    ExportedUpload,
+    Quota,
+    Removed,
+    Stored,
+    UploadLimits,
+    Usage,
+)
 from pixme.spending import EDITS, GENERATIONS, Spending, model_choices
 
 log = logging.getLogger(__name__)
@@ -51,75 +62,75 @@ class Accounts:
         self.spending = spending
         self.clock = clock
 
-    def usage_of(self, caller: Caller) -> dict[str, Any]:
+    def usage_of(self, caller: Caller) -> Usage:
         now = self.clock.now()
         quotas = {}
         for kind in (GENERATIONS, EDITS):
             a = self.spending.allowance(caller, kind)
-            quotas[kind] = {"limit": a.limit, "used": a.used, "remaining": a.remaining}
-        return {
-            "uid": caller.uid,
-            "tier": "anonymous" if caller.anonymous else "signed_in",
-            "day": utc_day(now),
-            "reset_in_s": seconds_to_next_day(now),
-            **quotas,
-            "uploads": {
-                "daily_limit": self.settings.daily_uploads,
-                "max_pending": self.settings.max_pending_uploads,
-            },
-            "max_in_flight": self.settings.user_max_in_flight,
-            "models": model_choices(self.settings, caller),
-        }
+            quotas[kind] = Quota(limit=a.limit, used=a.used, remaining=a.remaining)
+        return Usage(
+            uid=caller.uid,
+            tier="anonymous" if caller.anonymous else "signed_in",
+            day=utc_day(now),
+            reset_in_s=seconds_to_next_day(now),
+            generations=quotas[GENERATIONS],
+            edits=quotas[EDITS],
+            uploads=UploadLimits(
+                daily_limit=self.settings.daily_uploads, max_pending=self.settings.max_pending_uploads
+            ),
+            max_in_flight=self.settings.user_max_in_flight,
+            models=model_choices(self.settings, caller),
+        )
 
-    def export(self, caller: Caller) -> dict[str, Any]:
-        """A manifest of everything stored for the caller, with signed URLs."""
-        s, now = self.settings, self.clock.now()
-        ttl = s.url_ttl_s
-
-        def url(path: str | None) -> str | None:
-            return self.blobs.signed_url(s.assets_bucket, path, ttl) if path else None
-
-        uploads = []
-        for upload in self.uploads.list_for(caller.uid, EXPORT_LIMIT):
-            entry = upload.public()
-            entry.update(image_url=url(upload.image_path), face_url=url(upload.face_path))
-            uploads.append(entry)
+    def export(self, caller: Caller) -> Export:
+        """A manifest of everything stored for the caller; the edge signs its image URLs."""
+        now = self.clock.now()
+        uploads = [
+            ExportedUpload.model_validate(
+                {
+                    **upload.public(),
+                    "image_url": _image(upload.image_path),
+                    "face_url": _image(upload.face_path),
+                }
+            )
+            for upload in self.uploads.list_for(caller.uid, EXPORT_LIMIT)
+        ]
         sessions = []
         for session in self.sessions.list_for(caller.uid, EXPORT_LIMIT):
             turns = sorted(self.sessions.turns(session.session_id), key=lambda t: t.created_at)
             sessions.append(
-                {
-                    "session_id": session.session_id,
-                    "style": session.style,
-                    "model": session.model,
-                    "upload_id": session.upload_id,
-                    "caption": session.caption,
-                    "created_at": session.created_at.isoformat(),
-                    "expires_at": session.expires_at.isoformat(),
-                    "turns": [
-                        {
-                            "turn_id": t.turn_id,
-                            "parent_turn_id": t.parent,
-                            "instruction": t.instruction,
-                            "text": t.text,
-                            "model_version": t.model_version,
-                            "created_at": t.created_at.isoformat(),
-                            "image_url": url(t.image_path),
-                        }
+                ExportedSession(
+                    session_id=session.session_id,
+                    style=session.style,
+                    model=session.model,
+                    upload_id=session.upload_id,
+                    caption=session.caption,
+                    created_at=session.created_at.isoformat(),
+                    expires_at=session.expires_at.isoformat(),
+                    turns=[
+                        ExportedTurn(
+                            turn_id=t.turn_id,
+                            parent_turn_id=t.parent,
+                            instruction=t.instruction,
+                            text=t.text,
+                            model_version=t.model_version,
+                            created_at=t.created_at.isoformat(),
+                            image_url=_image(t.image_path),
+                        )
                         for t in turns
                     ],
-                }
+                )
             )
-        return {
-            "uid": caller.uid,
-            "exported_at": now.isoformat(),
-            "urls_expire_in_s": ttl,
-            "uploads": uploads,
-            "sessions": sessions,
-            "usage": self.usage_of(caller),
-        }
+        return Export(
+            uid=caller.uid,
+            exported_at=now.isoformat(),
+            urls_expire_in_s=self.settings.url_ttl_s,
+            uploads=uploads,
+            sessions=sessions,
+            usage=self.usage_of(caller),
+        )
 
-    def delete(self, caller: Caller) -> dict[str, Any]:
+    def delete(self, caller: Caller) -> AccountDeleted:
         """Every upload, session, turn, image, idempotency and usage record of the caller."""
         owner, assets = caller.uid, self.settings.assets_bucket
         removed = {"uploads": 0, "sessions": 0, "images": 0, "idempotency_keys": 0, "objects": 0}
@@ -156,4 +167,8 @@ class Accounts:
         # hold counts only, under a hash of the uid, and deleting an account
         # must not hand out a fresh day of quota.
         log.info("account deleted: %s (complete=%s)", removed, complete)  # uid_hash is on the line
-        return {"uid": owner, "deleted": removed, "complete": complete}
+        return AccountDeleted(uid=owner, deleted=Removed(**removed), complete=complete)
+
+
+def _image(path: str | None) -> Stored | None:
+    return Stored(path) if path else None

@@ -42,6 +42,7 @@ from pixme.ports import (
     UploadStore,
 )
 from pixme.prompts import ImageRef, edit_messages, generation_messages
+from pixme.responses import AvatarTurn, PackFailure, Stored, StylePack, avatar_answer
 from pixme.spending import (
     EDITS,
     GENERATIONS,
@@ -58,7 +59,7 @@ from pixme.styles import get_style
 class Answer:
     """A generate or edit result, with the headers the edge sends with it."""
 
-    body: dict[str, Any]
+    body: AvatarTurn | StylePack
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -82,25 +83,28 @@ def fingerprint(kind: str, request: BaseModel) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _results(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The turn results of an answer: itself, or each success of a pack."""
-    if "results" in body:
-        return [r for r in body["results"] if "image_path" in r or "image_url" in r]
-    return [body]
+def _record(body: AvatarTurn | StylePack) -> dict[str, Any]:
+    """What an idempotency key keeps: the answer dumped without signing, so each
+    image is its path (URLs expire; the edge signs a replay afresh)."""
+    return body.model_dump(mode="json", exclude_unset=True)
 
 
-def _public(body: dict[str, Any]) -> dict[str, Any]:
-    """Drop internal fields (the storage path) from an answer."""
-    if "results" in body:
-        return {**body, "results": [_public(r) for r in body["results"]]}
-    return {k: v for k, v in body.items() if k != "image_path"}
+def _replay(stored: dict[str, Any]) -> AvatarTurn | StylePack:
+    """A kept answer, validated back, marked as replayed. Records kept before
+    answers were models held the path as `image_path` (and no `image_url`)."""
 
+    def upgraded(result: dict[str, Any]) -> dict[str, Any]:
+        if "image_path" not in result:
+            return result
+        rest = {k: v for k, v in result.items() if k != "image_path"}
+        return {**rest, "image_url": result["image_path"]}
 
-def _record(body: dict[str, Any]) -> dict[str, Any]:
-    """What an idempotency key keeps: the answer without its (expiring) URLs."""
-    if "results" in body:
-        return {**body, "results": [_record(r) for r in body["results"]]}
-    return {k: v for k, v in body.items() if k != "image_url"}
+    record = dict(stored)
+    if "results" in record:
+        record["results"] = [upgraded(dict(r)) for r in record["results"]]
+    else:
+        record = upgraded(record)
+    return avatar_answer(record).model_copy(update={"replayed": True})
 
 
 class Avatars:
@@ -151,17 +155,18 @@ class Avatars:
             first = outcomes[0]
             assert isinstance(first, PixmeError)
             raise first
-        results: list[dict[str, Any]] = []
+        results: list[AvatarTurn | PackFailure] = []
         for style, outcome in zip(req.styles, outcomes, strict=True):
             if isinstance(outcome, Answer):
+                assert isinstance(outcome.body, AvatarTurn)
                 results.append(outcome.body)
             else:
-                results.append({"style": style, **outcome.body()})
+                results.append(PackFailure.model_validate({"style": style, **outcome.body()}))
         # The headers of the charge that left the least: what the caller has now.
         headers = min(
             (a.headers for a in answers), key=lambda h: int(h.get("RateLimit-Remaining", "1000000000"))
         )
-        body = {"results": results, "succeeded": len(answers), "failed": len(outcomes) - len(answers)}
+        body = StylePack(results=results, succeeded=len(answers), failed=len(outcomes) - len(answers))
         return Answer(body, dict(headers))
 
     def edit(self, caller: Caller, req: EditRequest, idempotency_key: str | None = None) -> Answer:
@@ -173,8 +178,7 @@ class Avatars:
         """Run a request at most once per Idempotency-Key: a retry gets the first result."""
         owner = caller.uid
         if key is None:
-            answer = run()
-            return Answer(_public(answer.body), answer.headers)
+            return run()
         if not IDEMPOTENCY_KEY.match(key):
             raise InvalidRequest(
                 "invalid_idempotency_key", "Idempotency-Key must be 8-128 letters, digits, '-' or '_'."
@@ -184,24 +188,16 @@ class Avatars:
             owner, key, fingerprint(*request), now, now + IDEMPOTENCY_TTL, now - IDEMPOTENCY_STALE
         )
         if stored is not None:
-            replay = dict(stored)
-            if "results" in replay:
-                replay["results"] = [dict(r) for r in replay["results"]]
-            # URLs expire: sign the stored images again rather than replaying old URLs.
-            for result in _results(replay):
-                result["image_url"] = self.blobs.signed_url(
-                    self.settings.assets_bucket, result.pop("image_path"), self.settings.url_ttl_s
-                )
-            replay["replayed"] = True
             allowance = self.spending.allowance(caller, kind)  # a replay costs nothing
-            return Answer(replay, rate_limit_headers(allowance.limit, allowance.remaining, allowance.reset_s))
+            headers = rate_limit_headers(allowance.limit, allowance.remaining, allowance.reset_s)
+            return Answer(_replay(stored), headers)
         try:
             answer = run()
         except BaseException:
             self.idempotency.abandon(owner, key)
             raise
         self.idempotency.finish(owner, key, _record(answer.body))
-        return Answer(_public(answer.body), answer.headers)
+        return answer
 
     def _generate(self, caller: Caller, req: GenerateRequest) -> Answer:
         owner = caller.uid
@@ -433,23 +429,21 @@ class Avatars:
             memory=memory,
         )
 
-    def _result(self, session: Session, turn: Turn) -> dict[str, Any]:
-        ttl = self.settings.url_ttl_s
-        return {
-            "session_id": session.session_id,
-            "turn_id": turn.turn_id,
-            "parent_turn_id": turn.parent,
-            "style": session.style,
-            "text": turn.text,
-            "image_url": self.blobs.signed_url(self.settings.assets_bucket, turn.image_path, ttl),
-            "image_url_expires_in_s": ttl,
-            "turn_count": session.turn_count,
-            "model": turn.model,
-            "model_version": turn.model_version,
-            "usage": turn.usage,
-            "ms": turn.ms,
-            "image_path": turn.image_path,
-        }
+    def _result(self, session: Session, turn: Turn) -> AvatarTurn:
+        return AvatarTurn(
+            session_id=session.session_id,
+            turn_id=turn.turn_id,
+            parent_turn_id=turn.parent,
+            style=session.style,
+            text=turn.text,
+            image_url=Stored(turn.image_path),
+            image_url_expires_in_s=self.settings.url_ttl_s,
+            turn_count=session.turn_count,
+            model=turn.model,
+            model_version=turn.model_version,
+            usage=turn.usage,
+            ms=turn.ms,
+        )
 
 
 def _generation_line(

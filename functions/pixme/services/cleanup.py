@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from pixme.config import Settings
 from pixme.ports import BlobStore, Clock, IdempotencyStore, SessionStore, UploadStore, UsageStore
 from pixme.removal import remove_session, remove_upload
+from pixme.responses import CleanupReport
 
 log = logging.getLogger(__name__)
 BATCH = 100
@@ -39,7 +39,7 @@ class Cleanup:
         self.clock = clock
         self.idempotency = idempotency
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> CleanupReport:
         """One cleanup pass, logged as one `cleanup` line (outcome done or failed)
         that the "cleanup failed" alert watches."""
         try:
@@ -53,10 +53,11 @@ class Cleanup:
                 extra={"event": "cleanup", "outcome": "failed", "code": code},
             )
             raise
-        log.info("cleanup done: %s", result, extra={"event": "cleanup", "outcome": "done", **result})
+        counts = result.model_dump()
+        log.info("cleanup done: %s", counts, extra={"event": "cleanup", "outcome": "done", **counts})
         return result
 
-    def _run(self) -> dict[str, Any]:
+    def _run(self) -> CleanupReport:
         now = self.clock.now()
         images_deleted = 0
 
@@ -76,14 +77,13 @@ class Cleanup:
             return len(batch)
 
         sessions_deleted = _drain(sessions_batch)
-        result = {
-            "sessions_deleted": sessions_deleted,
-            "images_deleted": images_deleted,
-            "uploads_deleted": _drain(uploads_batch),
-            "idempotency_keys_deleted": _drain(lambda: self.idempotency.purge(now, BATCH)),
-            "usage_records_deleted": _drain(lambda: self.usage.purge(now, BATCH)),
-        }
-        return result
+        return CleanupReport(
+            sessions_deleted=sessions_deleted,
+            images_deleted=images_deleted,
+            uploads_deleted=_drain(uploads_batch),
+            idempotency_keys_deleted=_drain(lambda: self.idempotency.purge(now, BATCH)),
+            usage_records_deleted=_drain(lambda: self.usage.purge(now, BATCH)),
+        )
 
 
 def _drain(batch: Callable[[], int]) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
 from pixme.api import UploadRequest
 from pixme.config import Settings
@@ -23,6 +22,7 @@ from pixme.layout import upload_object
 from pixme.limits import admit_upload
 from pixme.ports import BlobStore, Clock, SessionStore, UploadStore
 from pixme.removal import remove_session, remove_upload
+from pixme.responses import UploadDeleted, UploadStatus, UploadTicket
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Uploads:
         self.sessions = sessions
         self.clock = clock
 
-    def start(self, owner: str, req: UploadRequest) -> dict[str, Any]:
+    def start(self, owner: str, req: UploadRequest) -> UploadTicket:
         s = self.settings
         now = self.clock.now()
         url_expires_at = now + timedelta(seconds=s.upload_url_ttl_s)
@@ -83,20 +83,23 @@ class Uploads:
             self.uploads.delete(upload)
             raise
         log.info("upload %s registered", upload_id, extra={"upload_id": upload_id})
-        return {
-            "upload_id": upload_id,
-            "status": PENDING,
-            "upload_url": url,
-            "method": "PUT",
-            "headers": {"Content-Type": req.content_type, **signed},
-            "expires_at": url_expires_at.isoformat(),
-            "max_bytes": s.max_upload_bytes,
-        }
+        # Signed here, not at the edge: the signature binds this upload's content
+        # type and size range.
+        return UploadTicket(
+            upload_id=upload_id,
+            status="pending",
+            upload_url=url,
+            method="PUT",
+            headers={"Content-Type": req.content_type, **signed},
+            expires_at=url_expires_at.isoformat(),
+            max_bytes=s.max_upload_bytes,
+        )
 
-    def status(self, owner: str, upload_id: str) -> dict[str, Any]:
-        return self._owned(owner, upload_id).public()
+    def status(self, owner: str, upload_id: str) -> UploadStatus:
+        # Validated from the fields the upload's state has, so only those are set.
+        return UploadStatus.model_validate(self._owned(owner, upload_id).public())
 
-    def delete(self, owner: str, upload_id: str) -> dict[str, Any]:
+    def delete(self, owner: str, upload_id: str) -> UploadDeleted:
         """Remove the upload with its objects, and the sessions made from it
         (their avatars show the same face)."""
         upload = self._owned(owner, upload_id)
@@ -109,12 +112,9 @@ class Uploads:
         log.info(
             "upload %s deleted with %s sessions", upload_id, len(sessions), extra={"upload_id": upload_id}
         )
-        return {
-            "upload_id": upload_id,
-            "deleted": True,
-            "sessions_deleted": len(sessions),
-            "images_deleted": images,
-        }
+        return UploadDeleted(
+            upload_id=upload_id, deleted=True, sessions_deleted=len(sessions), images_deleted=images
+        )
 
     def _owned(self, owner: str, upload_id: str) -> Upload:
         # Someone else's upload and an expired one look exactly like a missing one.
