@@ -130,7 +130,16 @@ def chat_helper(proxy: str, selfie: ImageRef) -> list[dict[str, int]]:
 def wire_check(proxy: str, selfie: ImageRef) -> list[str]:
     """Problems found on the wire for a 16:9, 2K session (empty: none)."""
     sys.path.insert(0, str(ROOT / "tests" / "unit"))
-    from fakes import FakeBlobs, FakeClock, FakeIdempotency, FakeSessions, FakeUploads, FakeUsage, settings
+    from fakes import (
+        FakeBlobs,
+        FakeClock,
+        FakeIdempotency,
+        FakeSessions,
+        FakeUploads,
+        FakeUsage,
+        presented,
+        settings,
+    )
     from pixme.api import EditRequest, GenerateRequest
     from pixme.conversation import READY, Upload
     from pixme.identity import Caller
@@ -150,7 +159,8 @@ def wire_check(proxy: str, selfie: ImageRef) -> list[str]:
     body = {"upload_id": "u_wire", "style": "comics", "prompt": "add a sailor hat", "caption": "EILEEN",
             "context": "loves sailing", "aspect_ratio": "16:9", "image_size": "2K"}  # fmt: skip
     BODIES.clear()
-    sid = avatars.generate(Caller("wire"), GenerateRequest.parse(body, s)).body["session_id"]
+    made = avatars.generate(Caller("wire"), GenerateRequest.parse(body, s))
+    sid = presented(made.body, blobs, s)["session_id"]
     for instruction in EDITS[:3]:
         avatars.edit(Caller("wire"), EditRequest(session_id=sid, instruction=instruction))
     problems = []
