@@ -71,7 +71,7 @@ def present(body: BaseModel, sign: Signer | None) -> dict[str, Any]:
     (`responses.Image`) becomes the URL `sign` gives for its path, the paths
     signed SIGNING_THREADS at a time."""
     paths: set[str] = set()
-    body.model_dump(mode="json", context={r.COLLECT: paths})
+    body.model_dump(mode="json", exclude_unset=True, context={r.COLLECT: paths})
     found = sorted(paths)
     if not found:
         urls: dict[str, str] = {}
