@@ -1,4 +1,5 @@
-"""The HTTP edge: authenticate, parse JSON, call one service, map errors.
+"""The HTTP edge: authenticate, parse JSON, call one service, present its
+answer (`present`: the one place image URLs are signed), map errors.
 
 Every failure leaves as `{"error": {"code", "message", ...}}` with a fitting
 status; unexpected exceptions are logged with their stack and answered with
