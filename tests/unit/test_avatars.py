@@ -217,7 +217,8 @@ def test_an_idempotency_key_keeps_paths_and_a_replay_is_signed_afresh(world: Wor
     assert path.startswith("avatars/alice/") and first["image_url"].endswith(
         f"/assets/{path}?ttl={world.s.url_ttl_s}&method=GET"
     )
-    assert "replayed" not in record and "image_path" not in record
+    # image_path too: what the previous deploy replays from, should it be rolled back to.
+    assert "replayed" not in record and record["image_path"] == path
     signed_before = len(world.blobs.signed)
     again = world.generate(key="key-00000001")
     assert again["image_url"] == first["image_url"] and len(world.blobs.signed) == signed_before + 1

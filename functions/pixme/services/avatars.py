@@ -85,8 +85,17 @@ def fingerprint(kind: str, request: BaseModel) -> str:
 
 def _record(body: AvatarTurn | StylePack) -> dict[str, Any]:
     """What an idempotency key keeps: the answer dumped without signing, so each
-    image is its path (URLs expire; the edge signs a replay afresh)."""
-    return body.model_dump(mode="json", exclude_unset=True)
+    image is its path (URLs expire; the edge signs a replay afresh). The path is
+    also kept as `image_path`, the field the previous deploy replays from, so a
+    rollback within the keys' 24 h still answers them."""
+
+    def with_path(result: dict[str, Any]) -> dict[str, Any]:
+        return {**result, "image_path": result["image_url"]} if "image_url" in result else result
+
+    record = body.model_dump(mode="json", exclude_unset=True)
+    if "results" in record:
+        return {**record, "results": [with_path(r) for r in record["results"]]}
+    return with_path(record)
 
 
 def _replay(stored: dict[str, Any]) -> AvatarTurn | StylePack:
