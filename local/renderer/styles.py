@@ -407,16 +407,19 @@ def pixel_art(ctx: Ctx) -> Rendered:
     base = im.saturate(im.smooth(ctx.img, passes=2, factor=0.5, d=9, sc=40, ss=7), 1.2)
     # eyes, brows and mouth sharpened before the grid averages them away
     blur = cv2.GaussianBlur(base, (0, 0), 6 * ctx.s)
-    sharp = cv2.addWeighted(base, 2.2, blur, -1.2, 0)
+    sharp = cv2.addWeighted(base, 2.8, blur, -1.8, 0)
     base = im.mix(base, sharp, ctx.face_mask(0.95, 6 * ctx.s))
     small = cv2.resize(base, (gw, gh), interpolation=cv2.INTER_AREA)
     msk = cv2.resize(ctx.mask, (gw, gh), interpolation=cv2.INTER_AREA) > 0.5
     # 16 colours picked from the image, each snapped to a 9-bit colour space
     # (8 levels per channel, as on 16-bit-era consoles)
-    # the face's cells count four times: its shades, not the clothes', get
-    # most of the palette, so the features stay readable
+    # the face's cells count eight times: its shades, not the clothes', get
+    # most of the palette, so the features stay readable (with the sharpening
+    # above, measured with pixme.likeness on 12 renders of the three faces:
+    # same-person distance 0.62 on average and 0.78 at most before, 0.53 and
+    # 0.60 after)
     face = cv2.resize(ctx.face_mask(), (gw, gh), interpolation=cv2.INTER_AREA) > 0.5
-    pix = np.concatenate([small.reshape(-1, 3), np.repeat(small[face], 3, axis=0)])
+    pix = np.concatenate([small.reshape(-1, 3), np.repeat(small[face], 7, axis=0)])
     centres = im.kmeans_palette(pix[:, None, :], 16, ctx.rng, sample=len(pix))
     _, labels = im.quantize(small, centres)
     levels = np.round(np.clip(centres, 0, 255) / (255 / 7)) * (255 / 7)
