@@ -11,6 +11,7 @@ import numpy as np
 
 from . import edits as E
 from . import imaging as im
+from .drift import drift
 from .faces import FaceAnalyzer, Geometry
 from .styles import DEFAULT_STYLE, STYLE_DEFS, Ctx, match_style
 
@@ -154,6 +155,20 @@ class Renderer:
             img, _geometry_meta(style, geo, captions, img.shape[1], img.shape[0], rendered.frame)
         )
         return Outcome(reply, png)
+
+    # ------------------------------------------------------------------
+    def drifted(self, outcome: Outcome) -> Outcome:
+        """The same answer with another person's face (the `identity_drift`
+        fault); the stored geometry still fits, so later edits work as usual."""
+        assert outcome.png is not None
+        img = im.decode_image(outcome.png, max_side=4096)
+        meta = im.read_png_meta(outcome.png) or {}
+        stored = _geometry_from_meta(meta, img.shape[1], img.shape[0])
+        faces = stored[0].faces if stored else []
+        if not faces:
+            lms = self.analyzer.landmarks(img)
+            faces = [lms] if lms is not None else []
+        return Outcome(outcome.text, im.encode_png(drift(self.analyzer, img, faces), meta or None))
 
     # ------------------------------------------------------------------
     def edit(self, base: bytes, instruction_text: str, trusted: bool) -> Outcome:

@@ -46,6 +46,7 @@ FAULTS = (
     "text_only",
     "no_signature",
     "jpeg",
+    "identity_drift",
     "malformed_response",
     "continuation",
     "model_armor",
@@ -350,6 +351,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             with self.server.render_slots:
                 outcome, note = self._run_renderer(req)
+                if fault == "identity_drift" and outcome.png is not None:
+                    # Silently, as a model that loses the likeness says nothing of it.
+                    outcome, note = self.server.renderer.drifted(outcome), note + " identity_drift"
         except im.BadImage as exc:
             raise P.invalid(f"Unable to process input image: {exc}.") from None
         signed = fault != "no_signature"
