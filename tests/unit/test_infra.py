@@ -661,6 +661,8 @@ LEFT_TO_THE_CODE = {
     "PIXME_LOG_FORMAT",
     # Off in the cloud: the mobile app needs no CORS (the local playground does).
     "PIXME_CORS_ORIGINS",
+    # Off in the cloud: the likeness measure's dlib is not in the deployed lock.
+    "PIXME_IDENTITY_CHECK",
     # Local stand-ins only: in the cloud the functions use Vertex AI with their
     # service account, no key and Google's own endpoints.
     "GOOGLE_GEMINI_BASE_URL",

@@ -258,6 +258,7 @@ DELIBERATELY_DEFAULTED = {
     "GEMINI_API_KEY": "Developer API only: in the cloud Vertex AI is called with the service account",
     "OMP_NUM_THREADS": "faces.py pins it to 1 itself (setdefault) before the detector loads",
     "PIXME_CORS_ORIGINS": "off in the cloud: the app needs no CORS (the stack sets it for the playground)",
+    "PIXME_IDENTITY_CHECK": "off in the cloud: the likeness measure's dlib is not in the deployed lock",
 }
 
 

@@ -29,6 +29,7 @@ from pixme.conversation import Memory, Session, Turn, earlier_instructions, line
 from pixme.errors import Conflict, Forbidden, InvalidRequest, ModelRefused, NotFound, NotReady, PixmeError
 from pixme.identity import Caller
 from pixme.layout import avatar_path
+from pixme.likeness import THRESHOLDS, Likeness
 from pixme.ownership import owned_session
 from pixme.ports import (
     BlobStore,
@@ -41,8 +42,8 @@ from pixme.ports import (
     SessionStore,
     UploadStore,
 )
-from pixme.prompts import ImageRef, edit_messages, generation_messages
-from pixme.responses import AvatarTurn, PackFailure, Stored, StylePack, avatar_answer
+from pixme.prompts import ImageRef, edit_messages, generation_messages, with_likeness_reminder
+from pixme.responses import AvatarTurn, Identity, PackFailure, Stored, StylePack, avatar_answer
 from pixme.spending import (
     EDITS,
     GENERATIONS,
@@ -127,7 +128,10 @@ class Avatars:
         clock: Clock,
         idempotency: IdempotencyStore,
         spending: Spending,
+        likeness: Callable[[bytes, bytes], Likeness] | None = None,
     ) -> None:
+        # How like the selfie an avatar is (PIXME_IDENTITY_CHECK report or guard).
+        self.likeness = likeness
         self.spending = spending
         self.settings = settings
         self.blobs = blobs
@@ -237,6 +241,10 @@ class Avatars:
         reply, ms, charge = self._call(
             caller, GENERATIONS, alias.cost, alias.model_id, messages, options, style.id
         )
+        reply, ms, charge, identity = self._likeness_checked(
+            (caller, GENERATIONS, alias.cost, alias.model_id, messages, options, style.id),
+            selfie_path, reply, ms, charge,
+        )  # fmt: skip
 
         now = self.clock.now()
         model_id = alias.model_id
@@ -264,7 +272,7 @@ class Avatars:
         )
         with self._unless_recorded(turn):
             self.sessions.create(session, turn)
-        return Answer(self._result(session, turn), charge_headers(charge))
+        return Answer(self._result(session, turn, identity), charge_headers(charge))
 
     def _edit(self, caller: Caller, req: EditRequest) -> Answer:
         owner = caller.uid
@@ -302,13 +310,17 @@ class Avatars:
         reply, ms, charge = self._call(
             caller, EDITS, session.cost, session.model, messages, options, session.style
         )
+        reply, ms, charge, identity = self._likeness_checked(
+            (caller, EDITS, session.cost, session.model, messages, options, session.style),
+            session.selfie_path, reply, ms, charge,
+        )  # fmt: skip
         turn = self._store_turn(
             owner, session.session_id, turn_id, base_id, req.instruction, session.model, reply, ms,
             memory.then(req.instruction),
         )  # fmt: skip
         with self._unless_recorded(turn):
             session = self.sessions.append(session.session_id, turn, self.clock.now(), req.if_head)
-        return Answer(self._result(session, turn), charge_headers(charge))
+        return Answer(self._result(session, turn, identity), charge_headers(charge))
 
     @contextmanager
     def _unless_recorded(self, turn: Turn) -> Iterator[None]:
@@ -438,7 +450,39 @@ class Avatars:
             memory=memory,
         )
 
-    def _result(self, session: Session, turn: Turn) -> AvatarTurn:
+    def _likeness_checked(
+        self, call: tuple[Any, ...], selfie_path: str, reply: ModelReply, ms: int, charge: Charge
+    ) -> tuple[ModelReply, int, Charge, Identity | None]:
+        """With PIXME_IDENTITY_CHECK on, measure the avatar against the selfie's
+        face crop; in guard mode, ask once more (charged like any image) when
+        the style's threshold says another person, and flag it if it still does."""
+        if self.likeness is None or self.settings.identity_check == "off":
+            return reply, ms, charge, None
+        style = call[-1]
+        source = self.blobs.read(self.settings.assets_bucket, selfie_path)
+        measured = self.likeness(source, reply.image)
+        retried = False
+        if self.settings.identity_check == "guard" and measured.same_person(style) is False:
+            log.warning("likeness %.2f over %s's threshold: asking again", measured.distance or 0, style)
+            caller, kind, cost, model_id, messages, options, _ = call
+            again = with_likeness_reminder(messages)
+            reply, ms, charge = self._call(caller, kind, cost, model_id, again, options, style)
+            measured, retried = self.likeness(source, reply.image), True
+        same = measured.same_person(style)
+        identity = Identity(
+            distance=None if measured.distance is None else round(measured.distance, 3),
+            threshold=THRESHOLDS.get(style),
+            same_person=same,
+            tone_shift=None if measured.tone_shift is None else round(measured.tone_shift, 1),
+            retried=retried,
+            flagged=self.settings.identity_check == "guard" and same is False,
+        )
+        logs.bind(identity_distance=identity.distance, identity_flagged=identity.flagged)
+        return reply, ms, charge, identity
+
+    def _result(self, session: Session, turn: Turn, identity: Identity | None = None) -> AvatarTurn:
+        if identity is not None:
+            return self._result(session, turn).model_copy(update={"identity": identity})
         return AvatarTurn(
             session_id=session.session_id,
             turn_id=turn.turn_id,
