@@ -139,7 +139,19 @@ def record(
         "text": result["text"],
         "image": image.name,
         "ms": result["ms"],
+        # PIXME_IDENTITY_CHECK=report: the likeness to the selfie and the skin-tone shift.
+        "identity": result.get("identity"),
     }
+
+
+def likeness_note(turn: dict[str, Any]) -> str:
+    """ " · 0.47 ✓": the identity distance, and whether the style's threshold
+    calls it the same person (? where the measure cannot tell)."""
+    identity = turn.get("identity")
+    if not identity or identity.get("distance") is None:
+        return ""
+    verdict = {True: "same person", False: "another person?", None: "not measurable here"}
+    return f"\nlikeness {identity['distance']:.2f}: {verdict[identity.get('same_person')]}"
 
 
 def contact_sheet(out: Path, report: dict[str, Any]) -> Path:
@@ -147,7 +159,10 @@ def contact_sheet(out: Path, report: dict[str, Any]) -> Path:
     tile, pad, label_h = 256, 12, 40
     rows: list[list[tuple[str, Image.Image]]] = [
         [("source selfie", Image.open(SELFIE))]
-        + [(s["style"], Image.open(out / s["turns"][0]["image"])) for s in report["sessions"]]
+        + [
+            (s["style"] + likeness_note(s["turns"][0]), Image.open(out / s["turns"][0]["image"]))
+            for s in report["sessions"]
+        ]
     ]
     chain = report["sessions"][0]
     by_id = {t["turn_id"]: i for i, t in enumerate(chain["turns"])}
@@ -160,7 +175,10 @@ def contact_sheet(out: Path, report: dict[str, Any]) -> Path:
         step = f"{i}: " if parent == i - 1 else f"{i} (from {parent}): "
         return step + instruction
 
-    rows.append([(caption(i, t), Image.open(out / t["image"])) for i, t in enumerate(chain["turns"])])
+    chain_tiles: list[tuple[str, Image.Image]] = [
+        (caption(i, t) + likeness_note(t), Image.open(out / t["image"])) for i, t in enumerate(chain["turns"])
+    ]
+    rows.append(chain_tiles)
     columns = max(len(r) for r in rows)
     per_row = min(columns, 7)
     flat_rows: list[list[tuple[str, Image.Image]]] = []
@@ -177,7 +195,8 @@ def contact_sheet(out: Path, report: dict[str, Any]) -> Path:
             thumb = img.convert("RGB")
             thumb.thumbnail((tile, tile))
             sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
-            draw.text((x + 2, y + tile + 8), label[:34], fill=(30, 30, 30), font=font)
+            for line_no, line in enumerate(label.split("\n")[:2]):
+                draw.text((x + 2, y + tile + 6 + 16 * line_no), line[:34], fill=(30, 30, 30), font=font)
     path = out / "contact-sheet.png"
     sheet.save(path)
     return path
@@ -193,7 +212,8 @@ def main() -> int:
     out.mkdir(parents=True)
     started = time.monotonic()
     try:
-        with Stack() as stack:
+        # The report says how like the selfie each avatar is (README, "Likeness").
+        with Stack(env_overrides={"PIXME_IDENTITY_CHECK": "report"}) as stack:
             styles = tuple(args.styles.split(","))
             if args.styles == "all":
                 styles = tuple(
