@@ -56,6 +56,7 @@ MODELS = "flash=gemini-nano-banana-2.1," + ",".join(
 )
 # Edits the offline renderer knows how to draw (others answer text_only).
 INSTRUCTIONS = ("add glasses", "make the background blue", "make the lighting warmer")
+HELD_S = 15.0  # how long the app retries a request_in_progress answer
 DAILY = 10_000  # quotas the run cannot reach by itself; the audit checks none is exceeded
 ENV = {
     "PIXME_MODELS": MODELS,
@@ -82,6 +83,8 @@ class Tally:
     problems: list[str] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
     in_flight: Counter[str] = field(default_factory=Counter)
+    own_storage_ops: int = 0  # the load run's own, not the functions'
+    killed_at: float = -1.0  # when a function process was killed (monotonic)
     cycles: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -187,6 +190,8 @@ class User:
             self.tally.problem(f"signed PUT: {put.status_code}")
             return
         redeliver(self.stack, f"uploads/{self.uid}/{upload_id}", 2)
+        with self.tally.lock:
+            self.tally.own_storage_ops += 1  # redeliver's read of the object
         status = self.wait_ready(upload_id)
         if status != "ready":
             self.tally.problem(f"upload {upload_id}: {status}")
@@ -256,33 +261,41 @@ class User:
             }
             if n == 2:
                 body["from_turn"] = first  # an undo: back to the first avatar
-            if self.rng.random() < 0.3:
-                answer = self.dropped_then_retried(body)
-            else:  # with a key, as the app sends it: a lost connection is retried safely
-                key = {"Idempotency-Key": f"load-{uuid.uuid4().hex}"}
-                answer = self.expect(
-                    "edit", self.send("POST edit", "POST", "edit", "/", body, headers=key), "flash"
-                )
+            answer = self.keyed_edit(body, drop=self.rng.random() < 0.3)
             if answer:
                 self.record(answer)
             self.think()
 
-    def dropped_then_retried(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """The app gives up on the connection at once, then retries with the
-        same Idempotency-Key: one turn, whatever the first request did."""
+    def keyed_edit(self, body: dict[str, Any], drop: bool) -> dict[str, Any] | None:
+        """An edit with an Idempotency-Key, as the app sends it. With `drop`, the
+        app gives up on the connection at once and retries with the same key: one
+        turn, whatever the first request did. While the first is running the
+        retry answers request_in_progress, and the app tries again."""
         key = {"Idempotency-Key": f"load-{uuid.uuid4().hex}"}
-        with self.tally.lock:
-            self.tally.faults["dropped+retried"] += 1
-        with contextlib.suppress(requests.RequestException):  # the drop: the server carries on
-            self.app.request("POST", "edit", "/", body, headers=key, timeout=0.05)
-        until = time.monotonic() + 60
-        while time.monotonic() < until:
-            resp = self.send("POST edit (retry)", "POST", "edit", "/", body, headers=key)
+        began, label = time.monotonic(), "POST edit"
+        if drop:
+            label = "POST edit (retry)"
+            with self.tally.lock:
+                self.tally.faults["dropped+retried"] += 1
+            with contextlib.suppress(requests.RequestException):  # the drop: the server carries on
+                self.app.request("POST", "edit", "/", body, headers=key, timeout=0.05)
+        while True:
+            resp = self.send(label, "POST", "edit", "/", body, headers=key)
             code = resp.json().get("error", {}).get("code") if resp.status_code >= 400 else None
             if code != "request_in_progress":
-                return self.expect("edit retry", resp, "flash")
-            time.sleep(0.2)
-        self.tally.problem("edit retry: still in progress after 60 s")
+                return self.expect("edit", resp, "flash")
+            if time.monotonic() - began > HELD_S:
+                break
+            label = "POST edit (again)"  # the polls after request_in_progress, timed apart
+            time.sleep(0.5)
+        if self.tally.killed_at >= began:
+            # The request died with its process: its key stays running until
+            # IDEMPOTENCY_STALE (10 min) lets a retry take it over. The app gives
+            # up on this edit; nothing was answered, so nothing may be stored.
+            with self.tally.lock:
+                self.tally.faults["edit key held by the killed request"] += 1
+            return None
+        self.tally.problem(f"edit: still request_in_progress after {HELD_S:.0f} s, no process killed")
         return None
 
 
@@ -317,6 +330,8 @@ def kill_mid_request(stack: Stack, tally: Tally, at: float, deadline: float, fun
         with tally.lock:
             busy = tally.in_flight[function] > 0
         if busy:
+            with tally.lock:
+                tally.killed_at = time.monotonic()
             down = stack.kill_function(function)
             with tally.lock:
                 tally.faults[f"{function} killed mid-request (down {down:.1f} s)"] += 1
@@ -324,13 +339,20 @@ def kill_mid_request(stack: Stack, tally: Tally, at: float, deadline: float, fun
         time.sleep(0.02)
 
 
+def storage_ops(stack: Stack) -> int:
+    """The storage server's requests so far: its log has one access line each."""
+    log = stack.logs()["storage"]
+    return sum(1 for line in log.read_text(errors="replace").splitlines() if 'msg="127.0.0.1 - - [' in line)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def report(tally: Tally, seconds: float, users: int) -> list[str]:
+def report(tally: Tally, seconds: float, users: int, storage: int) -> list[str]:
     total = sum(len(v) for v in tally.latency.values())
+    functions_storage = storage - tally.own_storage_ops
     lines = [
         f"load: {users} users, {seconds:.0f} s, {tally.cycles} cycles, {total} requests, "
         f"{total / seconds:.1f} req/s",
@@ -353,6 +375,11 @@ def report(tally: Tally, seconds: float, users: int) -> list[str]:
     lines.append(
         "errors by code: " + (", ".join(f"{k} x{v}" for k, v in sorted(tally.errors.items())) or "none")
     )
+    lines.append(
+        f"storage operations per request: {functions_storage / max(total, 1):.2f} "
+        f"({functions_storage} by the functions and the signed-URL front)"
+    )
+    lines.append("Firestore operations per request: not counted here (see bench/store_ops.py)")
     return lines
 
 
@@ -393,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = ROOT / "out" / "stack" / "load"
     with Stack(env_overrides=ENV, caller_env=caller, log_dir=logs, quiet=True) as stack:
         tally = Tally()
+        storage_before = storage_ops(stack)
         began = time.monotonic()
         deadline = began + args.seconds
         uids = [f"load{i}-{uuid.uuid4().hex[:6]}" for i in range(args.users)]
@@ -406,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
                 if failure is not None:
                     tally.problem(f"a user crashed: {failure!r}")
         elapsed = time.monotonic() - began
-        for line in report(tally, elapsed, args.users):
+        storage = storage_ops(stack) - storage_before
+        for line in report(tally, elapsed, args.users, storage):
             print(line, flush=True)
         problems = tally.problems + check_stores(stack, uids, args.plant_orphan)
     if problems:

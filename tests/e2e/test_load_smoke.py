@@ -47,6 +47,8 @@ def test_a_short_load_run_passes_its_audit_with_sane_figures() -> None:
         assert n >= 1 and 0 <= p50 <= p95 <= p99 < 60_000
     assert sum(r[0] for r in rows.values()) == requests_
     assert re.search(r"overhead beyond the model call .*: p50 \d+ ms", run.stdout)
+    ops = re.search(r"storage operations per request: ([\d.]+) \((\d+) by", run.stdout)
+    assert ops and 0.5 < float(ops[1]) < 20, run.stdout  # every cycle writes and deletes objects
     assert "killed mid-request" in run.stdout  # the function crash happened under load
 
 
