@@ -56,6 +56,7 @@ MODELS = "flash=gemini-nano-banana-2.1," + ",".join(
 )
 # Edits the offline renderer knows how to draw (others answer text_only).
 INSTRUCTIONS = ("add glasses", "make the background blue", "make the lighting warmer")
+DELIVERY_ATTEMPTS = 10  # per event; Eventarc's own retries last up to a day
 HELD_S = 15.0  # how long the app retries a request_in_progress answer
 DAILY = 10_000  # quotas the run cannot reach by itself; the audit checks none is exceeded
 ENV = {
@@ -101,6 +102,7 @@ class User:
         self.app = AppClient(stack.functions, stack.token(uid), timeout_s=60)
         self.rng = random.Random(seed)
         self.think_s = think_s
+        self.seed, self.faults_met = seed, 0
         self.codes = _codes()
         self.db = db
         self.turns: dict[str, set[str]] = {}  # session → the turn ids answered to us
@@ -148,9 +150,12 @@ class User:
         time.sleep(self.rng.uniform(0, self.think_s))
 
     def model(self) -> str:
-        """Mostly the working alias; about one generate in three meets a fault."""
-        if self.rng.random() < 0.3:
-            alias = self.rng.choice(sorted(FAULTS))
+        """Mostly the working alias; one generate in three meets a fault, the
+        kinds in turn (each user starting at another), so a short run meets all."""
+        if self.rng.random() < 1 / 3:
+            kinds = sorted(FAULTS)
+            alias = kinds[(self.seed + self.faults_met) % len(kinds)]
+            self.faults_met += 1
             with self.tally.lock:
                 self.tally.faults[alias] += 1
             return alias
@@ -189,9 +194,13 @@ class User:
         if put.status_code >= 300:
             self.tally.problem(f"signed PUT: {put.status_code}")
             return
-        redeliver(self.stack, f"uploads/{self.uid}/{upload_id}", 2)
+        event = finalized_event(self.stack, f"uploads/{self.uid}/{upload_id}")
         with self.tally.lock:
-            self.tally.own_storage_ops += 1  # redeliver's read of the object
+            self.tally.own_storage_ops += 1  # that read of the object is ours
+        if event is not None:  # the storage server delivers it once; two more at once
+            with self.tally.lock:
+                self.tally.faults["duplicate deliveries"] += 2
+            self.check_delivered("duplicate delivery", deliver(self.stack, event, 2))
         status = self.wait_ready(upload_id)
         if status != "ready":
             self.tally.problem(f"upload {upload_id}: {status}")
@@ -217,8 +226,18 @@ class User:
             if usage.get(quota, {}).get("used", 0) > usage.get(quota, {}).get("limit", DAILY):
                 self.tally.problem(f"{self.uid}: {quota} over quota: {usage[quota]}")
         self.send("DELETE uploads/{id}", "DELETE", "uploads", f"/{upload_id}")
+        if event is not None:  # out of order: the event arrives after the deletion
+            with self.tally.lock:
+                self.tally.faults["late deliveries"] += 1
+            self.check_delivered("late delivery", deliver(self.stack, event, 1))
         self.turns.clear()
         self.think()
+
+    def check_delivered(self, what: str, statuses: list[int]) -> None:
+        """Every delivery is acknowledged (2xx) within its retries; the audit then
+        shows whether a repeat did anything twice."""
+        if any(not 200 <= code < 300 for code in statuses):
+            self.tally.problem(f"{what}: the trigger answered {statuses}")
 
     def wait_ready(self, upload_id: str) -> str:
         until = time.monotonic() + 60
@@ -299,11 +318,14 @@ class User:
         return None
 
 
-def redeliver(stack: Stack, name: str, times: int) -> None:
-    """The upload's finalized event again, `times` times at once, as Eventarc may."""
+Event = tuple[dict[str, str], dict[str, str]]  # a CloudEvent's body and headers
+
+
+def finalized_event(stack: Stack, name: str) -> Event | None:
+    """The finalized event Eventarc sends for an object of the uploads bucket."""
     blob = stack.storage_client().bucket(stack.uploads_bucket).get_blob(name)
     if blob is None:
-        return
+        return None
     resource = {
         "bucket": stack.uploads_bucket, "name": name, "generation": str(blob.generation),
         "size": str(blob.size), "timeCreated": blob.time_created.isoformat().replace("+00:00", "Z"),
@@ -313,13 +335,26 @@ def redeliver(stack: Stack, name: str, times: int) -> None:
         "ce-source": f"//storage.googleapis.com/projects/_/buckets/{stack.uploads_bucket}",
         "ce-subject": f"objects/{name}", "Content-Type": "application/json",
     }  # fmt: skip
+    return resource, headers
+
+
+def deliver(stack: Stack, event: Event, times: int) -> list[int]:
+    """The event `times` times at once, as Eventarc may; each retried as
+    Eventarc does while the trigger answers a failure (a concurrent duplicate
+    is told to come back: `Unavailable`), bounded; the last statuses."""
+    resource, headers = event
 
     def post(_: int) -> int:
-        return requests.post(stack.functions["on_upload"], data=json.dumps(resource), headers=headers,
-                             timeout=60).status_code  # fmt: skip
+        for _attempt in range(DELIVERY_ATTEMPTS):
+            status = requests.post(stack.functions["on_upload"], data=json.dumps(resource), headers=headers,
+                                   timeout=60).status_code  # fmt: skip
+            if 200 <= status < 300:
+                break
+            time.sleep(0.5)
+        return status
 
     with ThreadPoolExecutor(times) as pool:
-        list(pool.map(post, range(times)))
+        return list(pool.map(post, range(times)))
 
 
 def kill_mid_request(stack: Stack, tally: Tally, at: float, deadline: float, function: str = "edit") -> None:
