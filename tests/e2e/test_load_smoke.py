@@ -25,7 +25,7 @@ def load(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_short_load_run_passes_its_audit_with_sane_figures() -> None:
-    run = load("--seconds", "8", "--think", "0.2")
+    run = load("--seconds", "10", "--think", "0.2")
     lines = run.stdout.strip().splitlines()
     assert run.returncode == 0 and lines[-1] == "audit: pass", run.stdout + run.stderr[-2000:]
     head = re.match(r"load: 2 users, (\d+) s, (\d+) cycles, (\d+) requests, ([\d.]+) req/s", lines[0])
