@@ -106,6 +106,7 @@ class User:
         self.codes = _codes()
         self.db = db
         self.turns: dict[str, set[str]] = {}  # session → the turn ids answered to us
+        self.first: dict[str, str] = {}  # session → its first turn, the undo's target
 
     def send(self, label: str, method: str, function: str, path: str = "/", body: Any = None,
              **kwargs: Any) -> requests.Response:  # fmt: skip
@@ -175,6 +176,7 @@ class User:
         return dict(resp.json())
 
     def record(self, answer: dict[str, Any]) -> None:
+        self.first.setdefault(answer["session_id"], answer["turn_id"])
         self.turns.setdefault(answer["session_id"], set()).add(answer["turn_id"])
 
     def run(self) -> None:
@@ -234,6 +236,7 @@ class User:
                 self.tally.faults["late deliveries"] += 1
             self.check_delivered("late delivery", deliver(self.stack, event, 1))
         self.turns.clear()
+        self.first.clear()
         self.think()
 
     def check_delivered(self, what: str, statuses: list[int]) -> None:
@@ -272,7 +275,7 @@ class User:
             self.record(answer)
 
     def edits(self, session_id: str) -> None:
-        first = next(iter(self.turns[session_id]))
+        first = self.first[session_id]
         for n in range(3):
             if time.monotonic() > self.deadline:
                 return
