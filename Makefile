@@ -135,3 +135,12 @@ $(SVENV)/.installed: requirements-scan.txt
 	touch $@
 
 setup unit: $(SVENV)/.installed
+
+# Simulated users with faults against a fresh local stack, then the store
+# audit (local/load.py); the last line is `audit: pass` or `audit: FAIL <what>`.
+# Not part of make test (tests/e2e/test_load_smoke.py runs a short one).
+LOAD_USERS ?= 4
+LOAD_SECONDS ?= 60
+.PHONY: load
+load: setup
+	LOAD_USERS=$(LOAD_USERS) LOAD_SECONDS=$(LOAD_SECONDS) $(PY) -m local.load $(LOAD_ARGS)

@@ -621,6 +621,22 @@ class Stack:
         with self._lock:
             return {p.name: p.pid for p in self._procs if p.pid is not None}
 
+    def kill_function(self, name: str) -> float:
+        """SIGKILL one function's process (mid-request, as a crash) and start it
+        again on its port, as the platform would; returns the seconds it was down."""
+        with self._lock:
+            proc = next(p for p in self._procs if p.name == f"fn-{name}")
+        began = time.monotonic()
+        proc.signal(signal.SIGKILL)
+        proc.reap(5.0)
+        proc.close_log()
+        proc.start()  # the log starts afresh: the load run reads answers, not logs
+        if self._watchdog is not None and proc.pid is not None:
+            self._watchdog.register(proc.pid)
+        url = self.functions[name] + "/"
+        procs.wait_until(proc, procs.http_answers(url), self.start_timeout_s, f"answering {url}")
+        return time.monotonic() - began
+
     def logs(self) -> dict[str, Path]:
         with self._lock:
             return {p.name: p.log_path for p in self._procs}
