@@ -79,7 +79,10 @@ $(CHROMIUM):
 demo: setup
 	$(PY) -m local.demo $(DEMO_ARGS)
 
-test: setup $(CHROMIUM)
+# The environments and Chromium are independent downloads and installs: built
+# side by side (-j), the clean-clone set-up takes about half as long.
+test:
+	$(MAKE) -j4 setup $(CHROMIUM)
 	$(PY) -m pytest tests -q
 
 unit: $(VENV_STAMP)
