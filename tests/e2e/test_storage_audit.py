@@ -13,26 +13,17 @@ import requests
 from test_flow import App
 
 from local.audit import audit
+from local.load import finalized_event
 from local.stack import Stack
 from samples import CAT, SELFIE, two_faces
-
-FINALIZED = "google.cloud.storage.object.v1.finalized"
 
 
 def redeliver(stack: Stack, name: str, times: int) -> None:
     """The same finalized event `times` times at once, as Eventarc may deliver it."""
-    blob = stack.storage_client().bucket(stack.uploads_bucket).get_blob(name)
-    if blob is None:
+    event = finalized_event(stack, name)
+    if event is None:
         return  # already processed and deleted: a redelivery would find nothing either
-    resource = {
-        "bucket": stack.uploads_bucket, "name": name, "generation": str(blob.generation),
-        "size": str(blob.size), "timeCreated": blob.time_created.isoformat().replace("+00:00", "Z"),
-    }  # fmt: skip
-    headers = {
-        "ce-id": f"{name}#{blob.generation}", "ce-specversion": "1.0", "ce-type": FINALIZED,
-        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{stack.uploads_bucket}",
-        "ce-subject": f"objects/{name}", "Content-Type": "application/json",
-    }  # fmt: skip
+    resource, headers = event
 
     def post(_: int) -> int:
         url = stack.functions["on_upload"]
