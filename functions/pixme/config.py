@@ -161,6 +161,20 @@ class Settings(BaseSettings):
         default=90,
         ge=1,
     )
+    # A generate or edit leaves its Idempotency-Key `running` and holds an
+    # in-flight slot until it ends; when its process is killed, both stay.
+    # Past the function's timeout the platform has ended that request, so it
+    # cannot still be running: a retry may take the key over, and the slot
+    # stops counting. Infra sets it from the timeout (plus a margin).
+    request_stale_s: int = env(
+        "PIXME_REQUEST_STALE_S",
+        "after this long a generate or edit still marked running counts as dead (keep it above those"
+        " functions' timeout): a retry with its `Idempotency-Key` takes the key over, and its in-flight"
+        " slot stops counting. Must exceed `PIXME_MODEL_DEADLINE_S`",
+        "max(180, deadline + 60)",
+        default=180,
+        ge=1,
+    )
     retention_days: int = env(
         "PIXME_RETENTION_DAYS", "sessions, images and uploads older than this are deleted", default=30, ge=1
     )
@@ -410,6 +424,12 @@ class Settings(BaseSettings):
             # A malformed timeout: its own validation names the problem.
             with contextlib.suppress(TypeError, ValueError):
                 data["model_deadline_s"] = max(90, int(timeout))
+        deadline = data.get("PIXME_MODEL_DEADLINE_S", data.get("model_deadline_s"))
+        if "PIXME_REQUEST_STALE_S" not in data and "request_stale_s" not in data and deadline is not None:
+            # The function's timeout is above the deadline (infra's precondition),
+            # so a longer deadline means requests may legitimately run longer.
+            with contextlib.suppress(TypeError, ValueError):
+                data["request_stale_s"] = max(180, int(deadline) + 60)
         model = str(data.get("PIXME_MODEL", data.get("model", "")) or DEFAULT_MODEL).strip() or DEFAULT_MODEL
         spec = data.get("PIXME_MODELS", data.get("models_spec"))
         if "aliases" not in data and ("models" not in data or spec):
@@ -425,6 +445,9 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.model_deadline_s < self.model_timeout_s:
             raise ValueError("PIXME_MODEL_DEADLINE_S must be >= PIXME_MODEL_TIMEOUT_S")
+        if self.request_stale_s <= self.model_deadline_s:
+            # A request still within its model deadline may be alive: taking its key over would run it twice.
+            raise ValueError("PIXME_REQUEST_STALE_S must be > PIXME_MODEL_DEADLINE_S")
         if self.app_check != "off" and not self.project_number.isdigit():
             raise ValueError("PIXME_APP_CHECK needs PIXME_PROJECT_NUMBER (the project's number, digits)")
         return self

@@ -37,9 +37,6 @@ from pixme.responses import ModelChoice
 log = logging.getLogger(__name__)
 
 GENERATIONS, EDITS = "generations", "edits"
-# An in-flight entry older than this belongs to a request that died without
-# settling (the functions time out well before).
-IN_FLIGHT_STALE = timedelta(minutes=10)
 # A slot in flight frees within a model call's time: retry after about that.
 IN_FLIGHT_RETRY_S = 10
 
@@ -139,7 +136,10 @@ class Spending:
                     day=utc_day(now),
                     now=now,
                     request_id=secrets.token_hex(8),
-                    stale_before=now - IN_FLIGHT_STALE,
+                    # An entry older than the function's timeout belongs to a
+                    # request that was killed before it could settle: it cannot
+                    # still be calling the model, so it no longer holds a slot.
+                    stale_before=now - timedelta(seconds=self.settings.request_stale_s),
                 )
             )
         except PixmeError as err:

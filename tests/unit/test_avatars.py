@@ -414,20 +414,36 @@ def test_a_session_is_read_in_pages_oldest_or_newest_first(world: World) -> None
 # --- idempotency ------------------------------------------------------------------
 
 
-def test_a_key_left_running_by_a_dead_request_is_taken_over(world: World) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "stale_s"),
+    [
+        ({}, 180),  # the default: the functions' 120 s timeout and a margin
+        # A short one (it must exceed the model deadline, so that is short too).
+        ({"request_stale_s": 5, "model_timeout_s": 1, "model_deadline_s": 1}, 5),
+    ],
+)
+def test_a_key_left_running_by_a_dead_request_is_taken_over(overrides: dict[str, int], stale_s: int) -> None:
     from datetime import timedelta
 
     from pixme.services.avatars import fingerprint
 
+    world = World(settings(no_face="allow", **overrides))
+    world.upload()
+    assert world.s.request_stale_s == stale_s
     now = world.clock.now()
+    # What a request killed mid-call leaves: its key reserved, still `running`.
     world.idempotency.begin(
         "alice", "key-00000001", fingerprint("generate", world.request()), now, now + timedelta(hours=24)
     )
-    with pytest.raises(Conflict) as caught:
-        world.generate(key="key-00000001")
-    assert caught.value.code == "request_in_progress"
-    world.clock.advance(minutes=11)  # past the function's timeout: that request is dead
+    for age in (1, stale_s - 1):  # younger than the setting: it may still be running
+        world.clock.current = now + timedelta(seconds=age)
+        with pytest.raises(Conflict) as caught:
+            world.generate(key="key-00000001")
+        assert caught.value.code == "request_in_progress", age
+    assert world.model.calls == []
+    world.clock.current = now + timedelta(seconds=stale_s + 1)  # past it: that request is dead
     assert world.generate(key="key-00000001")["turn_count"] == 1
+    assert world.generate(key="key-00000001")["replayed"] is True  # the new reservation finished
 
 
 def test_the_fingerprint_is_canonical_and_ignores_defaulted_fields(world: World) -> None:

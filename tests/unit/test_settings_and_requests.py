@@ -97,6 +97,56 @@ def test_bad_settings_fail_fast(env: dict[str, str]) -> None:
         Settings.from_env({**REQUIRED, **env})
 
 
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PIXME_REQUEST_STALE_S": "0"},
+        {"PIXME_REQUEST_STALE_S": "-5"},
+        {"PIXME_REQUEST_STALE_S": "3 min"},
+        {"PIXME_REQUEST_STALE_S": "90"},  # the default model deadline: a live call could be taken over
+        {"PIXME_REQUEST_STALE_S": "60", "PIXME_MODEL_TIMEOUT_S": "30"},
+        {"PIXME_REQUEST_STALE_S": "200", "PIXME_MODEL_DEADLINE_S": "300"},
+    ],
+)
+def test_request_stale_s_is_positive_and_above_the_model_deadline(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**REQUIRED, **env})
+    assert "PIXME_REQUEST_STALE_S" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("env", "stale_s"),
+    [
+        ({}, 180),
+        ({"PIXME_REQUEST_STALE_S": "5", "PIXME_MODEL_TIMEOUT_S": "1", "PIXME_MODEL_DEADLINE_S": "4"}, 5),
+        ({"PIXME_REQUEST_STALE_S": "91"}, 91),
+        # Unset, it stays above a longer deadline (the function's timeout must be longer still).
+        ({"PIXME_MODEL_DEADLINE_S": "300"}, 360),
+        ({"PIXME_MODEL_TIMEOUT_S": "200"}, 260),
+    ],
+)
+def test_request_stale_s_defaults_above_the_model_deadline(env: dict[str, str], stale_s: int) -> None:
+    assert Settings.from_env({**REQUIRED, **env}).request_stale_s == stale_s
+
+
+def test_a_bad_request_stale_s_answers_misconfigured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_cors import ENV, client
+
+    from pixme import wiring
+
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**ENV, "PIXME_REQUEST_STALE_S": "60"}.items():
+        monkeypatch.setenv(name, value)
+    wiring.settings.cache_clear()
+    try:
+        resp = client("generate").post("/", json={"upload_id": "u_1", "style": "comics"})
+    finally:
+        wiring.settings.cache_clear()
+    assert resp.status_code == 500 and resp.json is not None
+    assert resp.json["error"]["code"] == "misconfigured"
+
+
 def test_every_setting_is_declared_once_and_the_readme_table_is_made_from_it() -> None:
     from local.docs import rendered
     from pixme.config import settings_table

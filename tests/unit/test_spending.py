@@ -136,6 +136,29 @@ def test_a_user_cannot_hold_more_model_calls_than_the_cap() -> None:
     assert w.usage.in_flight["alice"] == {}
 
 
+@pytest.mark.parametrize(
+    ("overrides", "stale_s"),
+    [({}, 180), ({"request_stale_s": 5, "model_deadline_s": 1, "model_timeout_s": 1}, 5)],
+)
+def test_a_killed_requests_in_flight_slot_stops_counting_after_request_stale_s(
+    overrides: dict[str, int], stale_s: int
+) -> None:
+    from datetime import timedelta
+
+    w = world(user_max_in_flight=1, daily_generations=10, **overrides)
+    start = w.clock.now()
+    # Charged, then killed before it could settle: its slot stays in the store.
+    w.spending.charge(Caller("alice"), GENERATIONS, 1)
+    for age in (1, stale_s - 1):  # it might still be calling the model: the cap holds
+        w.clock.current = start + timedelta(seconds=age)
+        with pytest.raises(RateLimited) as caught:
+            w.generate()
+        assert caught.value.code == "too_many_in_flight", age
+    w.clock.current = start + timedelta(seconds=stale_s + 1)  # past its function's timeout: dead
+    w.generate()
+    assert len(w.model.calls) == 1
+
+
 def test_the_budget_is_a_kill_switch_for_everyone() -> None:
     w = world(daily_budget=2, budget_cache_s=0)
     w.generate()

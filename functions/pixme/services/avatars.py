@@ -67,9 +67,6 @@ class Answer:
 log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 IDEMPOTENCY_TTL = timedelta(hours=24)
-# A reservation still running after this is a dead request (the generate and
-# edit functions time out after 120 s): a retry takes it over.
-IDEMPOTENCY_STALE = timedelta(minutes=10)
 PACK_FAN_OUT = 3  # model calls of one style pack at once (and never over the in-flight cap)
 _MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 LEGACY_WALK = 200  # turns walked for a turn stored without its memory
@@ -197,8 +194,12 @@ class Avatars:
                 "invalid_idempotency_key", "Idempotency-Key must be 8-128 letters, digits, '-' or '_'."
             )
         now = self.clock.now()
+        # A reservation older than the function's timeout (PIXME_REQUEST_STALE_S
+        # is set above it) cannot still be running: its process was killed, and
+        # a retry takes the key over instead of answering request_in_progress.
+        stale_before = now - timedelta(seconds=self.settings.request_stale_s)
         stored = self.idempotency.begin(
-            owner, key, fingerprint(*request), now, now + IDEMPOTENCY_TTL, now - IDEMPOTENCY_STALE
+            owner, key, fingerprint(*request), now, now + IDEMPOTENCY_TTL, stale_before
         )
         if stored is not None:
             allowance = self.spending.allowance(caller, kind)  # a replay costs nothing
