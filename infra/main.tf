@@ -135,6 +135,14 @@ locals {
     )
   }
 
+  # PIXME_REQUEST_STALE_S: a generate or edit still marked running (its
+  # Idempotency-Key, its in-flight slot) after this was killed, since the
+  # platform ends every request at its function's timeout; a retry then takes
+  # its key over. Derived from the timeouts, so raising one keeps it safe:
+  # the longest of the model functions' (they share a user's in-flight
+  # slots), plus a margin for clocks that differ between instances.
+  request_stale_s = max([for f in values(local.functions) : f.timeout_s if f.calls_model]...) + 60
+
   # Settings every function reads (config.py reads them all at start).
   common_env = {
     GOOGLE_CLOUD_PROJECT      = var.project_id
@@ -189,12 +197,16 @@ locals {
     prompts = {
       PIXME_MAX_TEXT_CHARS = tostring(var.app.max_text_chars)
     }
+    # When a model call's request counts as dead (local.request_stale_s).
+    model_requests = {
+      PIXME_REQUEST_STALE_S = tostring(local.request_stale_s)
+    }
   }
 
   function_env_groups = {
     on_upload = ["upload_size"]
-    generate  = ["caller", "quotas", "budget", "prompts"]
-    edit      = ["caller", "quotas", "budget", "prompts"]
+    generate  = ["caller", "quotas", "budget", "prompts", "model_requests"]
+    edit      = ["caller", "quotas", "budget", "prompts", "model_requests"]
     sessions  = ["caller"]
     uploads   = ["caller", "upload_limits", "upload_size"]
     account   = ["caller", "quotas", "upload_limits"]

@@ -648,6 +648,8 @@ SCOPED_SETTINGS: dict[str, tuple[set[str], str]] = {
     "PIXME_MAX_UPLOAD_PIXELS": ({"on_upload"}, "${tostring(var.app.max_upload_pixels)}"),
     "PIXME_MAX_SIDE": ({"on_upload"}, "${tostring(var.app.max_side)}"),
     "PIXME_MAX_TEXT_CHARS": ({"generate", "edit"}, "${tostring(var.app.max_text_chars)}"),
+    # Derived from the model functions' timeouts (test_request_stale_s_follows_the_timeouts).
+    "PIXME_REQUEST_STALE_S": ({"generate", "edit"}, "${tostring(local.request_stale_s)}"),
 }
 # Read by the code, deliberately left to its defaults (or, for the signer,
 # set per function and checked by test_signers_sign_only_as_themselves).
@@ -869,6 +871,56 @@ def test_model_time_budget_is_checked_against_the_function_timeout(tf: Config, s
     )
     defaults = tf.locals["function_defaults"]
     assert all(budget < defaults[name]["timeout_s"] for name in ("generate", "edit"))
+
+
+def hcl(value: Any) -> str:
+    """HCL source of a parsed value: objects, lists and scalars (`${expr}` as expr)."""
+    if isinstance(value, dict):
+        return "{\n" + "\n".join(f"{k} = {hcl(v)}" for k, v in value.items()) + "\n}"
+    if isinstance(value, list):
+        return "[" + ", ".join(hcl(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else unexpression(value)
+
+
+def request_stale_plan(tf: Config, tmp_path: Path, functions: str = "{}") -> int:
+    """local.request_stale_s as Terraform computes it from main.tf's locals,
+    with var.functions' sizing overrides."""
+    names = ("model_call_s", "budget_peak_window_s", "model_concurrency", "model_max_instances",
+             "function_specs", "function_defaults", "functions", "request_stale_s")  # fmt: skip
+    body = "\n".join(f"  {n} = {hcl(tf.locals[n])}" for n in names)
+    (tmp_path / "stale.tf").write_text(
+        f'locals {{\n{body}\n}}\noutput "stale" {{ value = local.request_stale_s }}\n'
+    )
+    result = plan_variables(tmp_path, "{}", functions=functions)
+    assert result.returncode == 0, result.stdout + result.stderr
+    match = re.search(r"\+ stale\s+=\s+(\d+)", result.stdout)
+    assert match, result.stdout
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize(
+    ("functions", "expected"),
+    [
+        ("{}", 180),  # the 120 s timeout + 60: the code's own default
+        ("{edit={timeout_s=300}}", 360),  # the longest model function's timeout sets it for both
+        ("{generate={timeout_s=200},edit={timeout_s=150}}", 260),
+        ("{cleanup={timeout_s=1800}}", 180),  # a function that calls no model does not count
+    ],
+)
+def test_request_stale_s_follows_the_timeouts(
+    tf: Config, tmp_path: Path, functions: str, expected: int
+) -> None:
+    # A request still marked running after its function's timeout was killed:
+    # the setting must stay above the timeout however the timeouts are sized.
+    if str(FUNCTIONS_DIR) not in sys.path:
+        sys.path.insert(0, str(FUNCTIONS_DIR))
+    from pixme.config import Settings
+
+    assert request_stale_plan(tf, tmp_path, functions) == expected
+    if functions == "{}":
+        assert Settings.model_fields["request_stale_s"].default == expected
 
 
 def test_every_variable_block_of_settings_is_validated(tf: Config) -> None:
