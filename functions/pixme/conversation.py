@@ -9,6 +9,7 @@ and the one turn it starts from, whatever the session's length.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +20,14 @@ ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 def new_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(ID_ALPHABET) for _ in range(16))
+
+
+def keyed_id(prefix: str, owner: str, key: str, *parts: str) -> str:
+    """The id a request with an Idempotency-Key gives what it creates: the same
+    for every attempt, so a retry finds what a dead attempt already stored
+    instead of storing it twice. Unguessable without the caller's key."""
+    digest = hashlib.sha256("\n".join((prefix, owner, key, *parts)).encode()).digest()
+    return prefix + "".join(ID_ALPHABET[b % len(ID_ALPHABET)] for b in digest[:16])
 
 
 # An upload's life: the app asks for an upload URL ("pending"), PUTs the photo,

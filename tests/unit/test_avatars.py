@@ -446,6 +446,47 @@ def test_a_key_left_running_by_a_dead_request_is_taken_over(overrides: dict[str,
     assert world.generate(key="key-00000001")["replayed"] is True  # the new reservation finished
 
 
+class Killed(BaseException):
+    """The process dying: nothing after it runs, not even the key's release."""
+
+
+@pytest.mark.parametrize("kind", ["generate", "edit", "pack"])
+def test_a_retry_after_a_death_between_storing_and_finishing_answers_what_was_stored(kind: str) -> None:
+    """A request killed after its turn was stored but before its key was marked
+    done: the retry that takes the key over answers that turn, and neither
+    stores a second turn nor calls (or charges) the model again."""
+    from datetime import timedelta
+    from unittest import mock
+
+    world = World()
+    world.upload()
+    session_id = world.generate()["session_id"] if kind == "edit" else None
+
+    def attempt() -> dict:  # type: ignore[type-arg]
+        if kind == "generate":
+            return world.generate(key="key-00000001")
+        if kind == "pack":
+            return world.generate(key="key-00000001", style=None, styles=["comics", "manga"])
+        assert session_id is not None
+        return world.edit(session_id, "add glasses", key="key-00000001")
+
+    with mock.patch.object(world.idempotency, "finish", side_effect=Killed), pytest.raises(Killed):
+        attempt()
+    calls, sessions = len(world.model.calls), dict(world.sessions.sessions)
+    turns = {sid: set(world.sessions.turn_docs[sid]) for sid in sessions}
+    used = dict(world.usage.used_units)
+    world.clock.advance(seconds=world.s.request_stale_s + 1)  # the key is a dead request's now
+    again = attempt()
+    assert len(world.model.calls) == calls  # nothing made twice
+    assert dict(world.sessions.sessions).keys() == sessions.keys()  # no second session
+    assert {sid: set(world.sessions.turn_docs[sid]) for sid in sessions} == turns  # no second turn
+    assert world.usage.used_units == used  # nor paid twice
+    answered = again["results"] if kind == "pack" else [again]
+    stored = {t for sid in sessions for t in world.sessions.turn_docs[sid]}
+    assert {a["turn_id"] for a in answered} <= stored and len(answered) == (2 if kind == "pack" else 1)
+    assert attempt()["replayed"] is True  # and the key is done now
+
+
 def test_the_fingerprint_is_canonical_and_ignores_defaulted_fields(world: World) -> None:
     from pydantic import BaseModel
 

@@ -25,7 +25,16 @@ from pydantic import BaseModel
 from pixme import logs
 from pixme.api import EditRequest, GenerateRequest
 from pixme.config import ModelAlias, Settings
-from pixme.conversation import Memory, Session, Turn, earlier_instructions, lineage, new_id, session_expiry
+from pixme.conversation import (
+    Memory,
+    Session,
+    Turn,
+    earlier_instructions,
+    keyed_id,
+    lineage,
+    new_id,
+    session_expiry,
+)
 from pixme.errors import Conflict, Forbidden, InvalidRequest, ModelRefused, NotFound, NotReady, PixmeError
 from pixme.identity import Caller
 from pixme.layout import avatar_path
@@ -139,10 +148,14 @@ class Avatars:
         self.idempotency = idempotency
 
     def generate(self, caller: Caller, req: GenerateRequest, idempotency_key: str | None = None) -> Answer:
-        run = (lambda: self._pack(caller, req)) if req.styles else (lambda: self._generate(caller, req))
-        return self._once(caller, GENERATIONS, idempotency_key, ("generate", req), run)
+        key = idempotency_key
 
-    def _pack(self, caller: Caller, req: GenerateRequest) -> Answer:
+        def run() -> Answer:
+            return self._pack(caller, req, key) if req.styles else self._generate(caller, req, key)
+
+        return self._once(caller, GENERATIONS, key, ("generate", req), run)
+
+    def _pack(self, caller: Caller, req: GenerateRequest, key: str | None) -> Answer:
         """A style pack: one session per style, the model calls in parallel
         (at most PACK_FAN_OUT, never more than the caller's in-flight cap), each
         style's outcome on its own. Every image is charged like a generate.
@@ -151,7 +164,7 @@ class Avatars:
 
         def one(style: str) -> Answer | PixmeError:
             try:
-                return self._generate(caller, req.one(style))
+                return self._generate(caller, req.one(style), key, style)
             except PixmeError as err:
                 return err
 
@@ -180,7 +193,8 @@ class Avatars:
         return Answer(body, dict(headers))
 
     def edit(self, caller: Caller, req: EditRequest, idempotency_key: str | None = None) -> Answer:
-        return self._once(caller, EDITS, idempotency_key, ("edit", req), lambda: self._edit(caller, req))
+        key = idempotency_key
+        return self._once(caller, EDITS, key, ("edit", req), lambda: self._edit(caller, req, key))
 
     def _once(
         self, caller: Caller, kind: str, key: str | None, request: tuple[str, Any], run: Callable[[], Answer]
@@ -202,9 +216,7 @@ class Avatars:
             owner, key, fingerprint(*request), now, now + IDEMPOTENCY_TTL, stale_before
         )
         if stored is not None:
-            allowance = self.spending.allowance(caller, kind)  # a replay costs nothing
-            headers = rate_limit_headers(allowance.limit, allowance.remaining, allowance.reset_s)
-            return Answer(_replay(stored), headers)
+            return Answer(_replay(stored), self._free(caller, kind))
         try:
             answer = run()
         except BaseException:
@@ -213,7 +225,15 @@ class Avatars:
         self.idempotency.finish(owner, key, _record(answer.body))
         return answer
 
-    def _generate(self, caller: Caller, req: GenerateRequest) -> Answer:
+    def _free(self, caller: Caller, kind: str) -> dict[str, str]:
+        """The rate-limit headers of an answer that cost nothing (a replay)."""
+        allowance = self.spending.allowance(caller, kind)
+        return rate_limit_headers(allowance.limit, allowance.remaining, allowance.reset_s)
+
+    def _generate(self, caller: Caller, req: GenerateRequest, key: str | None = None, *part: str) -> Answer:
+        """key: the request's Idempotency-Key (with `part`, the style of a pack):
+        its session and turn get ids derived from it, so a retry after an
+        attempt that died once they were stored answers them, made once."""
         owner = caller.uid
         alias = self._allowed(caller, req.model_alias)
         upload = self.uploads.get(owner, req.upload_id)
@@ -237,7 +257,14 @@ class Avatars:
             style, selfie, req.prompt, req.context, req.caption, references, aspect_ratio=req.aspect_ratio
         )
         options = RenderOptions(req.aspect_ratio, req.image_size)
-        session_id, turn_id = new_id("s_"), new_id("t_")
+        if key is None:
+            session_id, turn_id = new_id("s_"), new_id("t_")
+        else:
+            session_id, turn_id = keyed_id("s_", owner, key, *part), keyed_id("t_", owner, key, *part)
+            landed = self.sessions.get(session_id)
+            first = self.sessions.turn(session_id, turn_id) if landed is not None else None
+            if landed is not None and first is not None:
+                return Answer(self._result(landed, first), self._free(caller, GENERATIONS))
         logs.bind(session_id=session_id, turn_id=turn_id)
         reply, ms, charge = self._call(
             caller, GENERATIONS, alias.cost, alias.model_id, messages, options, style.id
@@ -275,10 +302,15 @@ class Avatars:
             self.sessions.create(session, turn)
         return Answer(self._result(session, turn, identity), charge_headers(charge))
 
-    def _edit(self, caller: Caller, req: EditRequest) -> Answer:
+    def _edit(self, caller: Caller, req: EditRequest, key: str | None = None) -> Answer:
         owner = caller.uid
         logs.bind(session_id=req.session_id)
         session = owned_session(self.sessions, owner, req.session_id, self.clock.now())
+        turn_id = new_id("t_") if key is None else keyed_id("t_", owner, key, session.session_id)
+        if key is not None:  # an earlier attempt that died after storing its turn: that is the answer
+            landed = self.sessions.turn(session.session_id, turn_id)
+            if landed is not None:
+                return Answer(self._result(session, landed), self._free(caller, EDITS))
         if req.if_head and req.if_head != session.head_turn:
             raise Conflict(
                 "stale_head", "The session has moved on; reload it and retry.", head_turn_id=session.head_turn
@@ -306,7 +338,6 @@ class Avatars:
             references=self._references(session),
         )
         options = RenderOptions(session.aspect_ratio, session.image_size)
-        turn_id = new_id("t_")
         logs.bind(turn_id=turn_id)
         reply, ms, charge = self._call(
             caller, EDITS, session.cost, session.model, messages, options, session.style
