@@ -161,7 +161,7 @@ def hold_listen(client: Any, path: str, release: threading.Event) -> Iterator[An
         release.wait()
 
     # The deadline only keeps a gate that fails to cut from hanging the test.
-    stream: Iterator[Any] = client._firestore_api.listen(requests(), retry=None, timeout=60)
+    stream: Iterator[Any] = client._firestore_api.listen(requests(), retry=None, timeout=20)
     return stream
 
 
