@@ -104,6 +104,12 @@ up: setup
 bench: setup
 	$(PY) bench/run.py
 
+# The README's performance and reliability figures: every benchmark and
+# `make load`, three times each, medians beside their targets (~25 min).
+.PHONY: figures
+figures: setup
+	$(PY) bench/figures.py $(FIGURES_ARGS)
+
 # The demo's flow against a deployment (local/smoke.py): the URLs from
 # `terraform -chdir=infra output`, or from the *_URL variables when set
 # (after `make up`: source out/stack/stack.env && make smoke).

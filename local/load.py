@@ -31,6 +31,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +57,25 @@ MODELS = "flash=gemini-nano-banana-2.1," + ",".join(
 )
 # Edits the offline renderer knows how to draw (others answer text_only).
 INSTRUCTIONS = ("add glasses", "make the background blue", "make the lighting warmer")
-DELIVERY_ATTEMPTS = 10  # per event; Eventarc's own retries last up to a day
-HELD_S = 15.0  # how long the app retries a request_in_progress answer
+DELIVERY_ATTEMPTS = 10  # per event, backing off as Eventarc does (its own retries last up to a day)
+STALE_S = 20  # PIXME_REQUEST_STALE_S: a killed request's key is taken over after this
+HELD_S = STALE_S + 15.0  # how long the app retries a request_in_progress answer
+RETRY_S = 60.0  # how long the app keeps retrying a request through an outage
+# Answers the app retries after their Retry-After: the stores' outages. (The
+# model's 503 is not among them: the `down` alias would give it every time.)
+OUTAGE_CODES = ("database_unavailable", "storage_unavailable", "database_contention")
 DAILY = 10_000  # quotas the run cannot reach by itself; the audit checks none is exceeded
 ENV = {
     "PIXME_MODELS": MODELS,
-    "PIXME_MODEL_TIMEOUT_S": "2",  # the `slow` alias hangs: a timeout answers in bounded time
+    "PIXME_MODEL_TIMEOUT_S": "4",  # the `slow` alias hangs: a timeout answers in bounded time
+    "PIXME_MODEL_DEADLINE_S": "12",
+    "PIXME_REQUEST_STALE_S": str(STALE_S),
     "PIXME_DAILY_GENERATIONS": str(DAILY),
     "PIXME_DAILY_EDITS": str(DAILY),
+    "PIXME_DAILY_BUDGET": str(DAILY),
 }
+# When each outage begins, as a fraction of the run; they follow one another.
+OUTAGES = (("edit killed", 0.35), ("firestore", 0.5), ("storage", 0.7))
 
 
 def _codes() -> dict[str, tuple[int, str]]:
@@ -83,9 +94,14 @@ class Tally:
     errors: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
-    in_flight: Counter[str] = field(default_factory=Counter)
+    # function → its requests in flight (a marker each) → when each was sent
+    in_flight: dict[str, dict[object, float]] = field(default_factory=lambda: defaultdict(dict))
     own_storage_ops: int = 0  # the load run's own, not the functions'
     killed_at: float = -1.0  # when a function process was killed (monotonic)
+    taken_over: int = 0  # edits whose key a retry took over from the killed request
+    images: set[str] = field(default_factory=set)  # every turn answered, once
+    # Set when every outage is over: the users carry on past the deadline until then.
+    outages_over: threading.Event = field(default_factory=threading.Event)
     cycles: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -109,43 +125,88 @@ class User:
         self.first: dict[str, str] = {}  # session → its first turn, the undo's target
 
     def send(self, label: str, method: str, function: str, path: str = "/", body: Any = None,
-             **kwargs: Any) -> requests.Response:  # fmt: skip
+             transient: bool = False, **kwargs: Any) -> requests.Response:  # fmt: skip
+        """One request as the app makes it: repeated while a store is down (or,
+        with `transient`, on any 503 with Retry-After: the model's too), when
+        it may safely be repeated."""
         began = time.monotonic()
-        retry_until = began + 60
+        retry_until = began + RETRY_S
+        # Only a request the app may safely repeat is repeated: a read, a
+        # deletion, a new upload ticket, or one with its Idempotency-Key.
+        keyed = "Idempotency-Key" in kwargs.get("headers", {})
+        repeatable = method in ("GET", "DELETE") or function == "uploads" or keyed
         while True:
+            mark = object()
             with self.tally.lock:
-                self.tally.in_flight[function] += 1
+                self.tally.in_flight[function][mark] = time.monotonic()
             try:
                 resp = self.app.request(method, function, path, body, **kwargs)
-                break
             except requests.ConnectionError:
-                # The function died under us. Only a request the app may safely
-                # repeat is repeated: a read, a deletion, or one with its key.
-                repeatable = method in ("GET", "DELETE") or "Idempotency-Key" in kwargs.get("headers", {})
+                # The function died under us.
                 with self.tally.lock:
                     self.tally.errors[f"connection lost ({label})"] += 1
                 if not repeatable or time.monotonic() > retry_until:
                     raise
                 time.sleep(0.3)
+                continue
             finally:
                 with self.tally.lock:
-                    self.tally.in_flight[function] -= 1
+                    del self.tally.in_flight[function][mark]
+            data: Any = None
+            with contextlib.suppress(ValueError):
+                data = resp.json()
+            code = data.get("error", {}).get("code") if isinstance(data, dict) else None
+            outage = code in OUTAGE_CODES or (transient and resp.status_code == 503)
+            if not (repeatable and outage and time.monotonic() < retry_until):
+                break
+            # A store is down: counted as answered, then retried after Retry-After.
+            self.note_error(label, resp.status_code, code)
+            time.sleep(min(float(resp.headers.get("Retry-After") or 1), 2.0))
         took = (time.monotonic() - began) * 1000
-        data: Any = None
-        with contextlib.suppress(ValueError):
-            data = resp.json()
         with self.tally.lock:
             self.tally.latency[label].append(took)
             if resp.status_code < 400 and isinstance(data, dict) and isinstance(data.get("ms"), int | float):
                 self.tally.overhead.append(took - data["ms"])
         if resp.status_code >= 400:
-            code = data.get("error", {}).get("code") if isinstance(data, dict) else None
-            with self.tally.lock:
-                self.tally.errors[f"{resp.status_code} {code}"] += 1
-            documented = self.codes.get(str(code))
-            if documented is None or documented[0] != resp.status_code:
-                self.tally.problem(f"{label}: undocumented {resp.status_code} {code}")
+            self.note_error(label, resp.status_code, code)
         return resp
+
+    def note_error(self, label: str, status: int, code: str | None) -> None:
+        with self.tally.lock:
+            self.tally.errors[f"{status} {code}"] += 1
+        documented = self.codes.get(str(code))
+        if documented is None or documented[0] != status:
+            self.tally.problem(f"{label}: undocumented {status} {code}")
+
+    def stored(self, read: Callable[[], Any]) -> Any:
+        """The load run's own read of a store, retried through an outage."""
+        until = time.monotonic() + RETRY_S
+        while True:
+            try:
+                return read()
+            except Exception:  # the google clients' errors while the store is down
+                if time.monotonic() > until:
+                    raise
+                time.sleep(0.5)
+
+    def put(self, ticket: dict[str, Any]) -> bool:
+        """The signed PUT, retried as the app does while storage is down; a
+        retry answered 412 (create-only) means an earlier attempt landed."""
+        until, attempt = time.monotonic() + RETRY_S, 0
+        while True:
+            attempt += 1
+            try:
+                put = self.app.put(ticket, SELFIE.read_bytes())
+            except requests.ConnectionError:
+                put = None
+            if put is not None and (put.status_code < 300 or (put.status_code == 412 and attempt > 1)):
+                return True
+            if (put is not None and put.status_code < 500) or time.monotonic() > until:
+                self.tally.problem(f"signed PUT: {put.status_code if put is not None else 'no connection'}")
+                return False
+            with self.tally.lock:
+                self.tally.errors[f"signed PUT {put.status_code if put is not None else 'lost'}"] += 1
+            time.sleep(0.5)
 
     def think(self) -> None:
         time.sleep(self.rng.uniform(0, self.think_s))
@@ -178,9 +239,14 @@ class User:
     def record(self, answer: dict[str, Any]) -> None:
         self.first.setdefault(answer["session_id"], answer["turn_id"])
         self.turns.setdefault(answer["session_id"], set()).add(answer["turn_id"])
+        with self.tally.lock:
+            self.tally.images.add(answer["turn_id"])
+
+    def active(self) -> bool:
+        return time.monotonic() < self.deadline or not self.tally.outages_over.is_set()
 
     def run(self) -> None:
-        while time.monotonic() < self.deadline:
+        while self.active():
             self.cycle()
             with self.tally.lock:
                 self.tally.cycles += 1
@@ -195,11 +261,9 @@ class User:
             self.tally.problem(f"upload ticket: {ticket.status_code}")
             return
         upload_id = ticket.json()["upload_id"]
-        put = self.app.put(ticket.json(), SELFIE.read_bytes())
-        if put.status_code >= 300:
-            self.tally.problem(f"signed PUT: {put.status_code}")
+        if not self.put(ticket.json()):
             return
-        event = finalized_event(self.stack, f"uploads/{self.uid}/{upload_id}")
+        event = self.stored(lambda: finalized_event(self.stack, f"uploads/{self.uid}/{upload_id}"))
         with self.tally.lock:
             self.tally.own_storage_ops += 1  # that read of the object is ours
         if event is not None:  # the storage server delivers it once; two more at once
@@ -221,8 +285,8 @@ class User:
             stored = [t["turn_id"] for t in detail.json().get("turns", [])] if detail.ok else []
             if len(stored) != len(set(stored)) or set(stored) != mine:
                 self.tally.problem(f"session {session_id}: listed {sorted(stored)}, answered {sorted(mine)}")
-            docs = self.db.collection("sessions").document(session_id).collection("turns").stream()
-            kept = {d.id for d in docs}
+            turns = self.db.collection("sessions").document(session_id).collection("turns")
+            kept: set[str] = self.stored(partial(_ids, turns))
             if kept != mine:  # the store itself, not the API's view of it
                 self.tally.problem(f"session {session_id}: stored {sorted(kept)}, answered {sorted(mine)}")
         self.send("GET account/export", "GET", "account", "/export")
@@ -258,10 +322,12 @@ class User:
 
     def generate(self, upload_id: str) -> None:
         model = self.model()
+        key = {"Idempotency-Key": f"load-{uuid.uuid4().hex}"}  # the app's own, so it may retry
         if self.rng.random() < 0.3:
             styles = self.rng.sample(("sketch", "pixel_art", "comics"), 2)
-            resp = self.send("POST generate (pack)", "POST", "generate", "/",
-                             {"upload_id": upload_id, "styles": styles, "model": model})  # fmt: skip
+            pack = {"upload_id": upload_id, "styles": styles, "model": model}
+            resp = self.send("POST generate (pack)", "POST", "generate", "/", pack,
+                             transient=model == "flash", headers=key)  # fmt: skip
             answer = self.expect("generate pack", resp, model)
             for result in (answer or {}).get("results", []):
                 if "error" in result:
@@ -270,14 +336,16 @@ class User:
                     self.record(result)
             return
         body = {"upload_id": upload_id, "style": self.rng.choice(("sketch", "pixel_art")), "model": model}
-        answer = self.expect("generate", self.send("POST generate", "POST", "generate", "/", body), model)
+        flash = model == "flash"
+        resp = self.send("POST generate", "POST", "generate", "/", body, transient=flash, headers=key)
+        answer = self.expect("generate", resp, model)
         if answer:
             self.record(answer)
 
     def edits(self, session_id: str) -> None:
         first = self.first[session_id]
         for n in range(3):
-            if time.monotonic() > self.deadline:
+            if not self.active():
                 return
             # An edit keeps its session's model: the faults are met at generate.
             body: dict[str, Any] = {
@@ -305,23 +373,25 @@ class User:
             with contextlib.suppress(requests.RequestException):  # the drop: the server carries on
                 self.app.request("POST", "edit", "/", body, headers=key, timeout=0.05)
         while True:
-            resp = self.send(label, "POST", "edit", "/", body, headers=key)
+            resp = self.send(label, "POST", "edit", "/", body, transient=True, headers=key)
             code = resp.json().get("error", {}).get("code") if resp.status_code >= 400 else None
             if code != "request_in_progress":
+                if time.monotonic() - began > STALE_S and self.tally.killed_at >= began:
+                    # The first request died with its process; after
+                    # PIXME_REQUEST_STALE_S this retry took its key over.
+                    with self.tally.lock:
+                        self.tally.taken_over += 1
                 return self.expect("edit", resp, "flash")
             if time.monotonic() - began > HELD_S:
                 break
             label = "POST edit (again)"  # the polls after request_in_progress, timed apart
             time.sleep(0.5)
-        if self.tally.killed_at >= began:
-            # The request died with its process: its key stays running until
-            # IDEMPOTENCY_STALE (10 min) lets a retry take it over. The app gives
-            # up on this edit; nothing was answered, so nothing may be stored.
-            with self.tally.lock:
-                self.tally.faults["edit key held by the killed request"] += 1
-            return None
-        self.tally.problem(f"edit: still request_in_progress after {HELD_S:.0f} s, no process killed")
+        self.tally.problem(f"edit: still request_in_progress after {HELD_S:.0f} s")
         return None
+
+
+def _ids(collection: Any) -> set[str]:
+    return {d.id for d in collection.stream()}
 
 
 Event = tuple[dict[str, str], dict[str, str]]  # a CloudEvent's body and headers
@@ -351,25 +421,44 @@ def deliver(stack: Stack, event: Event, times: int) -> list[int]:
     resource, headers = event
 
     def post(_: int) -> int:
-        for _attempt in range(DELIVERY_ATTEMPTS):
+        for attempt in range(DELIVERY_ATTEMPTS):
             status = requests.post(stack.functions["on_upload"], data=json.dumps(resource), headers=headers,
                                    timeout=60).status_code  # fmt: skip
             if 200 <= status < 300:
                 break
-            time.sleep(0.5)
+            time.sleep(min(0.5 * 2**attempt, 8.0))
         return status
 
     with ThreadPoolExecutor(times) as pool:
         return list(pool.map(post, range(times)))
 
 
-def kill_mid_request(stack: Stack, tally: Tally, at: float, deadline: float, function: str = "edit") -> None:
-    """Once, from `at`: SIGKILL the function while a request to it is in flight."""
-    while time.monotonic() < at:
-        time.sleep(0.05)
+def outages(stack: Stack, tally: Tally, began: float, deadline: float, down_s: float) -> None:
+    """The outages of OUTAGES, one after another, each from its point in the
+    run (a short run has them all, and runs on until they are over)."""
+    try:
+        for what, at in OUTAGES:
+            while time.monotonic() < began + at * (deadline - began):
+                time.sleep(0.05)
+            if what == "edit killed":
+                kill_mid_request(stack, tally, deadline + 60)
+                continue
+            restart = stack.restart_firestore if what == "firestore" else stack.restart_storage
+            down = restart(down_s)
+            with tally.lock:
+                tally.faults[f"{what} stopped and restarted (down {down:.1f} s)"] += 1
+    finally:
+        tally.outages_over.set()
+
+
+def kill_mid_request(stack: Stack, tally: Tally, deadline: float, function: str = "edit") -> None:
+    """Once: SIGKILL the function while a request to it has been in flight for
+    a while, once the function is warm (so the request holds its
+    Idempotency-Key and is calling the model, not still importing)."""
     while time.monotonic() < deadline:
         with tally.lock:
-            busy = tally.in_flight[function] > 0
+            warm = len(tally.latency["POST edit"]) >= 2
+            busy = warm and any(time.monotonic() - t > 0.3 for t in tally.in_flight[function].values())
         if busy:
             with tally.lock:
                 tally.killed_at = time.monotonic()
@@ -391,7 +480,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def report(tally: Tally, seconds: float, users: int, storage: int) -> list[str]:
+def report(tally: Tally, seconds: float, users: int, storage: int, firestore: Counter[str]) -> list[str]:
     total = sum(len(v) for v in tally.latency.values())
     functions_storage = storage - tally.own_storage_ops
     lines = [
@@ -420,8 +509,35 @@ def report(tally: Tally, seconds: float, users: int, storage: int) -> list[str]:
         f"storage operations per request: {functions_storage / max(total, 1):.2f} "
         f"({functions_storage} by the functions and the signed-URL front)"
     )
-    lines.append("Firestore operations per request: not counted here (see bench/store_ops.py)")
+    rpcs = sum(n for method, n in firestore.items() if method != "http")
+    lines.append(
+        f"Firestore operations per request: {rpcs / max(total, 1):.2f} ({rpcs} RPCs by the functions: "
+        + ", ".join(f"{method} {n}" for method, n in firestore.most_common() if method != "http")
+        + ")"
+    )
+    if tally.taken_over:
+        lines.append(f"edits whose key a retry took over from the killed request: {tally.taken_over}")
     return lines
+
+
+def check_ledger(db: Any, tally: Tally) -> tuple[str, list[str]]:
+    """The day's budget counters against what was answered: every image
+    answered and every refusal (the user's, not refunded) was paid for, and
+    the budget was not exceeded. More may be charged than answered: a
+    request killed after its charge, or one whose model call succeeded but
+    whose answer failed (a store down) and which the app then repeated."""
+    spent = sum(int((d.to_dict() or {}).get("spent", 0)) for d in db.collection("budget").stream())
+    paid_for = len(tally.images) + tally.errors["422 text_only"]
+    line = (
+        f"budget: {spent} units spent of {DAILY}; {len(tally.images)} images and "
+        f"{tally.errors['422 text_only']} refusals answered; charged without an answer: {spent - paid_for}"
+    )
+    problems = []
+    if spent < paid_for:
+        problems.append(f"budget: {spent} units spent for {paid_for} answers: some were not paid for")
+    if spent > DAILY:
+        problems.append(f"budget exceeded: {spent} > {DAILY}")
+    return line, problems
 
 
 def check_stores(stack: Stack, uids: list[str], plant: bool) -> list[str]:
@@ -453,32 +569,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=int(os.environ.get("LOAD_USERS") or 4))
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("LOAD_SECONDS") or 60))
     parser.add_argument("--think", type=float, default=0.5, help="longest think time between steps, s")
+    parser.add_argument("--down", type=float, default=2.0, help="seconds each store stays down")
     parser.add_argument(
         "--plant-orphan", action="store_true", help="plant an orphan object (the audit must fail)"
     )
     args = parser.parse_args(argv)
     caller = {k: v for k, v in os.environ.items() if k not in MODEL_BACKEND_VARS}  # never a real model
     logs = ROOT / "out" / "stack" / "load"
-    with Stack(env_overrides=ENV, caller_env=caller, log_dir=logs, quiet=True) as stack:
+    with Stack(env_overrides=ENV, caller_env=caller, log_dir=logs, quiet=True, durable=True) as stack:
         tally = Tally()
-        storage_before = storage_ops(stack)
+        storage_before, firestore_before = storage_ops(stack), stack.firestore_calls()
         began = time.monotonic()
         deadline = began + args.seconds
         uids = [f"load{i}-{uuid.uuid4().hex[:6]}" for i in range(args.users)]
-        db = stack.firestore_client()
+        db = stack.firestore_client(direct=True)  # the run's own reads are not the functions'
         users = [User(stack, db, tally, uid, deadline, i, args.think) for i, uid in enumerate(uids)]
         run: Callable[[User], None] = User.run
         with ThreadPoolExecutor(args.users + 1) as pool:
-            chaos = pool.submit(kill_mid_request, stack, tally, began + args.seconds * 0.4, deadline)
+            chaos = pool.submit(outages, stack, tally, began, deadline, args.down)
             work = [pool.submit(run, u) for u in users]
             for failure in [f.exception() for f in [chaos, *work]]:
                 if failure is not None:
                     tally.problem(f"a user crashed: {failure!r}")
         elapsed = time.monotonic() - began
         storage = storage_ops(stack) - storage_before
-        for line in report(tally, elapsed, args.users, storage):
+        firestore = stack.firestore_calls() - firestore_before
+        ledger, overspent = check_ledger(db, tally)
+        for line in [*report(tally, elapsed, args.users, storage, firestore), ledger]:
             print(line, flush=True)
-        problems = tally.problems + check_stores(stack, uids, args.plant_orphan)
+        problems = tally.problems + overspent + check_stores(stack, uids, args.plant_orphan)
     if problems:
         print("\n".join(f"  {p}" for p in problems[:20]))
         print("audit: FAIL " + "; ".join(problems[:3]))

@@ -172,9 +172,11 @@ class Proc:
     def pid(self) -> int | None:
         return self.popen.pid if self.popen else None
 
-    def start(self) -> None:
+    def start(self, append: bool = False) -> None:
+        """append: a restart keeps the log of the run before it (the storage
+        server's access lines are counted over the whole run)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab" if append else "wb")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,

@@ -58,6 +58,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -408,6 +409,7 @@ class Stack:
         start_timeout_s: float = 60.0,
         quiet: bool = False,
         model_mode: str | None = None,
+        durable: bool = False,
     ) -> None:
         """
         components: subset of COMPONENTS; default all of them, less the renderer
@@ -423,6 +425,11 @@ class Stack:
             from (default os.environ).
         model_mode: "vertex" or "developer", how the functions call the model;
             default from the caller's GOOGLE_GENAI_USE_VERTEXAI, else "vertex".
+        durable: the stores survive restart_firestore() and restart_storage(),
+            as Google's do an outage: fake-gcs keeps its objects on disk, and
+            the Firestore emulator sits behind a local.gate.Gate (which also
+            counts its RPCs) and is exported before it stops, imported when
+            it starts again.
         """
         self._caller_env = dict(os.environ if caller_env is None else caller_env)
         self.real_model = real_model_configured(self._caller_env)
@@ -476,6 +483,9 @@ class Stack:
         self.log_dir = Path(log_dir).resolve()
         self.start_timeout_s = start_timeout_s
         self.quiet = quiet
+        self.durable = durable
+        if durable and not {"firestore", "storage"} <= self.components:
+            raise ValueError("durable needs firestore and storage")
 
         # Endpoints, filled in by start().
         self.firestore_host: str | None = None
@@ -502,6 +512,9 @@ class Stack:
         self._watchdog: procs.Watchdog | None = None
         self._cancel = threading.Event()
         self._t0 = 0.0
+        # durable: the gate in front of the Firestore emulator, and its own address.
+        self._gate: Any = None
+        self._firestore_backend: str | None = None
 
     # -- public API --------------------------------------------------------------------
 
@@ -533,6 +546,8 @@ class Stack:
             return
         atexit.unregister(self.stop)
         killed = procs.stop_all(reversed(children))
+        if self._gate is not None:
+            self._gate.stop()
         if killed:
             self._say(f"killed (did not stop on SIGTERM): {', '.join(killed)}")
         if self._watchdog is not None:
@@ -598,16 +613,18 @@ class Stack:
             client_options={"api_endpoint": self.storage_url},
         )
 
-    def firestore_client(self) -> Any:
-        """A google-cloud-firestore client for this stack's emulator."""
+    def firestore_client(self, direct: bool = False) -> Any:
+        """A google-cloud-firestore client for this stack's emulator; `direct`
+        bypasses a durable stack's gate (its calls are not counted there)."""
         from google.cloud import firestore
 
-        if not self.firestore_host:
+        host = self._firestore_backend if direct else self.firestore_host
+        if not host:
             raise RuntimeError("firestore is not part of this stack")
         # The client reads the emulator address from the environment when made.
         with _ENV_LOCK:
             saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
-            os.environ["FIRESTORE_EMULATOR_HOST"] = self.firestore_host
+            os.environ["FIRESTORE_EMULATOR_HOST"] = host
             try:
                 return firestore.Client(project=self.project)
             finally:
@@ -636,6 +653,84 @@ class Stack:
         url = self.functions[name] + "/"
         procs.wait_until(proc, procs.http_answers(url), self.start_timeout_s, f"answering {url}")
         return time.monotonic() - began
+
+    def restart_firestore(self, down_s: float = 2.0) -> float:
+        """An outage of Firestore (durable stacks): the gate cuts every
+        connection and refuses new ones, so whatever a client was told was
+        written is in the emulator when it is exported; the emulator is
+        stopped, stays down `down_s`, and starts again on its port with the
+        export; then the gate opens. Returns the seconds clients were cut off."""
+        if self._gate is None:
+            raise RuntimeError("restart_firestore needs Stack(durable=True)")
+        proc = self._proc("firestore")
+        began = time.monotonic()
+        self._gate.close()
+        where = self.log_dir / f"firestore-export-{int(time.time() * 1000)}"
+        where.mkdir(parents=True)
+        status, body = _http_json(
+            "POST",
+            f"http://{self._firestore_backend}/emulator/v1/projects/{self.project}:export",
+            {"database": f"projects/{self.project}/databases/(default)", "export_directory": str(where)},
+            timeout=60,
+        )
+        if status != 200:
+            self._gate.open()
+            raise RuntimeError(f"the Firestore export failed: {status} {body}")
+        metadata = next(where.glob("*/*.overall_export_metadata"))
+        self._stop_proc(proc)
+        time.sleep(down_s)
+        argv = [a for a in proc.argv if not a.startswith("--import-data=")]
+        proc.argv = [*argv, f"--import-data={metadata}"]
+        self._restart_proc(proc, f"http://{self._firestore_backend}/")
+        self._gate.open()
+        shutil.rmtree(where, ignore_errors=True)  # imported: the emulator holds it in memory again
+        return time.monotonic() - began
+
+    def restart_storage(self, down_s: float = 2.0) -> float:
+        """An outage of Cloud Storage (durable stacks): the storage server is
+        stopped, stays down `down_s`, and starts again on its port with the
+        objects it keeps on disk. Returns the seconds it was down."""
+        if not self.durable:
+            raise RuntimeError("restart_storage needs Stack(durable=True)")
+        proc = self._proc("storage")
+        began = time.monotonic()
+        self._stop_proc(proc)
+        time.sleep(down_s)
+        self._restart_proc(proc, f"{self.storage_url}/storage/v1/b")
+        return time.monotonic() - began
+
+    def firestore_calls(self) -> Counter[str]:
+        """Firestore RPCs by method so far, counted at the gate (durable stacks)."""
+        if self._gate is None:
+            raise RuntimeError("firestore_calls needs Stack(durable=True)")
+        calls: Counter[str] = self._gate.calls()
+        return calls
+
+    def _proc(self, name: str) -> Proc:
+        with self._lock:
+            return next(p for p in self._procs if p.name == name)
+
+    def _stop_proc(self, proc: Proc) -> None:
+        proc.signal(signal.SIGTERM)
+        if not proc.reap(10.0):
+            proc.signal(signal.SIGKILL)
+            proc.reap(5.0)
+        proc.close_log()
+
+    def _restart_proc(self, proc: Proc, ready_url: str) -> None:
+        proc.start(append=True)
+        if self._watchdog is not None and proc.pid is not None:
+            self._watchdog.register(proc.pid)
+        procs.wait_until(proc, procs.http_answers(ready_url, ok_only=True), self.start_timeout_s,
+                         f"answering {ready_url}")  # fmt: skip
+
+    def _storage_backend_args(self) -> list[str]:
+        if not self.durable:
+            return ["-backend", "memory"]
+        root = self.log_dir / "storage-data"
+        shutil.rmtree(root, ignore_errors=True)  # each stack starts empty, as in memory
+        root.mkdir(parents=True)
+        return ["-backend", "filesystem", "-filesystem-root", str(root)]
 
     def logs(self) -> dict[str, Path]:
         with self._lock:
@@ -676,7 +771,7 @@ class Stack:
 
         names = [c for c in COMPONENTS if c in comps and c != "functions"]
         fn_names = list(self.targets) if "functions" in comps else []
-        keys = names + [f"fn:{n}" for n in fn_names]
+        keys = names + [f"fn:{n}" for n in fn_names] + (["firestore-backend"] if self.durable else [])
         ports = dict(zip(keys, procs.free_ports(len(keys)), strict=True))
         if "firestore" in comps:
             self.firestore_host = f"{HOST}:{ports['firestore']}"
@@ -709,16 +804,22 @@ class Stack:
         java_env["JAVA_TOOL_OPTIONS"] = JAVA_OPTIONS
 
         if "firestore" in comps:
+            backend_port = ports["firestore-backend" if self.durable else "firestore"]
+            self._firestore_backend = f"{HOST}:{backend_port}"
+            if self.durable:
+                from local.gate import Gate
+
+                self._gate = Gate(ports["firestore"], (HOST, backend_port)).start()
             p = self._spawn(
                 Proc(
                     "firestore",
-                    [found["firestore"], "start", f"--host={HOST}", f"--port={ports['firestore']}"],
+                    [found["firestore"], "start", f"--host={HOST}", f"--port={backend_port}"],
                     self.log_dir / "firestore.log",
                     env=java_env,
                 )
             )
             waiters["firestore"] = lambda p=p: self._wait_http(
-                p, f"http://{self.firestore_host}/", ok_only=True, where=self.firestore_host
+                p, f"http://{self._firestore_backend}/", ok_only=True, where=self.firestore_host
             )
         if "pubsub" in comps:
             p = self._spawn(
@@ -749,7 +850,7 @@ class Stack:
                     "-scheme", "http",
                     "-host", HOST,
                     "-port", str(ports["storage"]),
-                    "-backend", "memory",
+                    *self._storage_backend_args(),
                     "-public-host", f"{HOST}:{ports['storage']}",
                     "-external-url", f"http://{HOST}:{ports['storage']}",
                     "-log-level", "info",

@@ -1,6 +1,7 @@
-"""`make load`, short: two users for a few seconds in a subprocess, as
-`python -m local.load` runs; the audit passes and the figures are sane. Then
-a run with a planted orphan object: the audit must catch it and fail."""
+"""`make load`, short: two users for a few seconds (and on until the crash and
+both store outages are over) in a subprocess, as `python -m local.load` runs;
+the audit passes and the figures are sane. Then a run with a planted orphan
+object: the audit must catch it and fail."""
 
 from __future__ import annotations
 
@@ -49,7 +50,14 @@ def test_a_short_load_run_passes_its_audit_with_sane_figures() -> None:
     assert re.search(r"overhead beyond the model call .*: p50 \d+ ms", run.stdout)
     ops = re.search(r"storage operations per request: ([\d.]+) \((\d+) by", run.stdout)
     assert ops and 0.5 < float(ops[1]) < 20, run.stdout  # every cycle writes and deletes objects
-    assert "killed mid-request" in run.stdout  # the function crash happened under load
+    firestore = r"Firestore operations per request: ([\d.]+) \(\d+ RPCs by the functions: (.+)\)"
+    rpcs = re.search(firestore, run.stdout)
+    assert rpcs and 1 < float(rpcs[1]) < 50 and "Commit" in rpcs[2], run.stdout  # counted at the gate
+    # The crash and both store outages happened under load, and the audit still passed.
+    assert "killed mid-request" in run.stdout
+    assert re.search(r"firestore stopped and restarted \(down [\d.]+ s\)", run.stdout), run.stdout
+    assert re.search(r"storage stopped and restarted \(down [\d.]+ s\)", run.stdout), run.stdout
+    assert re.search(r"budget: \d+ units spent of \d+; \d+ images", run.stdout), run.stdout
 
 
 def test_the_audit_catches_a_planted_orphan_object() -> None:

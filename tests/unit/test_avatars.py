@@ -455,7 +455,6 @@ def test_a_retry_after_a_death_between_storing_and_finishing_answers_what_was_st
     """A request killed after its turn was stored but before its key was marked
     done: the retry that takes the key over answers that turn, and neither
     stores a second turn nor calls (or charges) the model again."""
-    from datetime import timedelta
     from unittest import mock
 
     world = World()
