@@ -64,8 +64,14 @@ def _last_json(out: str) -> dict[str, object]:
 def ingest(out: str) -> Figures:
     # "  met    naive / ours on 12 MP JPEG >= 2.5: 2.83" — the bench names its targets.
     found = {}
-    for m in re.finditer(r"^\s+(?:met|MISSED)\s+(.+?) (?:>=|<=) [\d.]+: ([\d.]+)$", out, re.M):
-        found[f"ingest: {m[1]}"] = float(m[2])
+    for m in re.finditer(r"^\s+(?:met|MISSED)\s+(.+?) (?:>=|<=) [\d.]+(?: MB)?: ([\d.]+)$", out, re.M):
+        unit = " (MB)" if "memory" in m[1] else ""
+        found[f"ingest: {m[1]}{unit}"] = float(m[2])
+    # How fast this machine is: a plain Pillow decode-and-resize, a workload
+    # nothing of ours is in (260 ms on the machine of the README's Ingest table).
+    naive = re.search(r"^\| naive \| (\d+) ms", out, re.M)
+    if naive:
+        found["machine: naive Pillow resize of a 12 MP JPEG (ms)"] = float(naive[1])
     return found
 
 
@@ -139,7 +145,7 @@ def load(out: str) -> Figures:
         "load: overhead beyond the model call, p95 (ms)": float(overhead[2]),
         "load: Firestore operations per request": float(firestore[1]),
         "load: storage operations per request": float(storage[1]),
-        "load: kinds of fault injected": float(len(faults[1].split(", "))),
+        "load: kinds of fault injected": float(sum("met a" not in f for f in faults[1].split(", "))),
         "load: audit passed": 1.0 if out.rstrip().endswith("audit: pass") else 0.0,
     }
     return figures
@@ -168,7 +174,7 @@ TARGETS = {
     "ingest: naive / ours on 48 MP JPEG": Target(">=", 3.0),
     "ingest: ours / pyvips on 12 MP JPEG": Target("<=", 1.3),
     "ingest: ours / pyvips on 48 MP JPEG": Target("<=", 1.3),
-    "ingest: peak added memory on 48 MP JPEG": Target("<=", 60.0),
+    "ingest: peak added memory on 48 MP JPEG (MB)": Target("<=", 60.0),
     "renderer: slowest style, one 1024 px avatar (ms)": Target("<=", 700.0),
     "model request bytes, turn 20 / turn 2": Target("<=", 1.25),
     "model input tokens, turn 20 / turn 2": Target("<=", 1.25),
@@ -180,6 +186,10 @@ TARGETS = {
     "load: kinds of fault injected": Target(">=", 10.0),
     "load: audit passed": Target("=", 1.0),
 }
+
+
+def shown(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def machine() -> str:
@@ -199,15 +209,19 @@ def machine() -> str:
     )
 
 
-def run_once(bench: Bench) -> tuple[Figures, float]:
-    began = time.monotonic()
+OUT = ROOT / "out" / "figures"
+
+
+def run_once(bench: Bench, n: int) -> str:
+    """One run's output, also kept as out/figures/<bench>-<n>.txt (`--from` reads them back)."""
     proc = subprocess.run(
         bench.argv, cwd=ROOT, capture_output=True, text=True, timeout=bench.timeout_s, check=False
     )
-    took = time.monotonic() - began
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{bench.name}-{n}.txt").write_text(proc.stdout)
     if proc.returncode != 0 and bench.name != "load":  # a failed audit is a figure; a crash is not
         raise RuntimeError(f"bench {bench.name} failed ({proc.returncode}): {proc.stderr[-1500:]}")
-    return bench.parse(proc.stdout), took
+    return proc.stdout
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,14 +230,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
+    parser.add_argument("--from", dest="saved", action="store_true", help=f"read the runs kept in {OUT}")
     args = parser.parse_args(argv)
     chosen = [b for b in BENCHES if not args.only or b.name in args.only.split(",")]
     print(f"machine: {machine()}; {time.strftime('%Y-%m-%d', time.gmtime())}", flush=True)
     runs: dict[str, list[float]] = {}
-    for n in range(args.runs):
+    for n in range(1, args.runs + 1):
         for bench in chosen:
-            figures, took = run_once(bench)
-            print(f"run {n + 1}/{args.runs}: {bench.name} ({took:.0f} s)", flush=True)
+            began = time.monotonic()
+            out = (OUT / f"{bench.name}-{n}.txt").read_text() if args.saved else run_once(bench, n)
+            print(f"run {n}/{args.runs}: {bench.name} ({time.monotonic() - began:.0f} s)", flush=True)
+            try:
+                figures = bench.parse(out)
+            except Exception as err:  # one bench's output not as expected: say so, go on
+                print(f"  could not read {bench.name} run {n}: {err!r}", flush=True)
+                continue
             for name, value in figures.items():
                 runs.setdefault(name, []).append(value)
     print(f"\n| figure | target | median of {args.runs} | runs | |")
@@ -232,10 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in runs.items():
         median = statistics.median(values)
         target = TARGETS.get(name)
-        met = None if target is None else target.met(median) and all(target.met(v) for v in values)
-        shown = ", ".join(f"{v:g}" for v in values)
-        mark = "" if met is None else ("met" if met else "MISSED")
-        print(f"| {name} | {target or '—'} | {median:g} | {shown} | {mark} |")
+        met = None if target is None else target.met(median)
+        each = ", ".join(shown(v) for v in values)
+        missed = 0 if target is None else sum(not target.met(v) for v in values)
+        below = f"met ({missed} run below)" if missed else "met"
+        mark = "" if met is None else below if met else "MISSED"
+        print(f"| {name} | {target or '—'} | {shown(median)} | {each} | {mark} |")
         shown_target = str(target) if target else None
         summary[name] = {"median": median, "runs": values, "target": shown_target, "met": met}
     print(json.dumps(summary))

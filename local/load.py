@@ -1,17 +1,21 @@
 """`make load`: simulated app users against the local stack, with faults, then an audit.
 
-Starts its own stack (loopback only) and runs LOAD_USERS users for
+Starts its own durable stack (loopback only) and runs LOAD_USERS users for
 LOAD_SECONDS; each repeats: signed upload (its storage event redelivered, as
 Eventarc may) → generate (sometimes a style pack) → edits with one undo →
 read sessions → export → delete the upload; at the end each user deletes its
-account. Some model calls go to aliases whose renderer injects a fault (429,
-503, a timeout, a refusal); some edits drop the connection at once and retry
-with the same Idempotency-Key. Every loop is bounded by the deadline.
+account, and the cleanup runs as Cloud Scheduler calls it. Some model calls
+go to aliases whose renderer injects a fault (429, 503, a timeout, a
+refusal); some edits drop the connection at once and retry with the same
+Idempotency-Key. Along the run the edit function is killed mid-request, then
+Firestore and then storage are stopped and started again (OUTAGES); a short
+run goes on until those are over. Every loop is bounded.
 
 It prints throughput, latency percentiles per endpoint, the functions'
-overhead beyond the model call (latency minus the answer's `ms`) and errors by
-code, then audits the stores: no turn lost or duplicated, no orphan or
-dangling object (local.audit), no quota exceeded, every error a documented
+overhead beyond the model call (latency minus the answer's `ms`), errors by
+code, storage and Firestore operations per request and the budget ledger,
+then audits the stores: no turn lost or duplicated, no orphan or dangling
+object (local.audit), no quota or budget exceeded, every error a documented
 code with its documented status, nothing of a deleted user left. The last
 line is `audit: pass` or `audit: FAIL <what>`.
 """
@@ -100,6 +104,8 @@ class Tally:
     killed_at: float = -1.0  # when a function process was killed (monotonic)
     taken_over: int = 0  # edits whose key a retry took over from the killed request
     images: set[str] = field(default_factory=set)  # every turn answered, once
+    # When each store outage began and ended (inf while it lasts).
+    outage_spans: list[list[float]] = field(default_factory=list)
     # Set when every outage is over: the users carry on past the deadline until then.
     outages_over: threading.Event = field(default_factory=threading.Event)
     cycles: int = 0
@@ -118,7 +124,8 @@ class User:
         self.app = AppClient(stack.functions, stack.token(uid), timeout_s=60)
         self.rng = random.Random(seed)
         self.think_s = think_s
-        self.seed, self.faults_met = seed, 0
+        self.seed, self.faults_met, self.generates = seed, 0, 0
+        self.span = (0.0, 0.0)  # when the last request was sent and answered
         self.codes = _codes()
         self.db = db
         self.turns: dict[str, set[str]] = {}  # session → the turn ids answered to us
@@ -162,7 +169,8 @@ class User:
             # A store is down: counted as answered, then retried after Retry-After.
             self.note_error(label, resp.status_code, code)
             time.sleep(min(float(resp.headers.get("Retry-After") or 1), 2.0))
-        took = (time.monotonic() - began) * 1000
+        self.span = (began, time.monotonic())
+        took = (self.span[1] - began) * 1000
         with self.tally.lock:
             self.tally.latency[label].append(took)
             if resp.status_code < 400 and isinstance(data, dict) and isinstance(data.get("ms"), int | float):
@@ -212,9 +220,10 @@ class User:
         time.sleep(self.rng.uniform(0, self.think_s))
 
     def model(self) -> str:
-        """Mostly the working alias; one generate in three meets a fault, the
-        kinds in turn (each user starting at another), so a short run meets all."""
-        if self.rng.random() < 1 / 3:
+        """Mostly the working alias; every third generate meets a fault, the
+        kinds in turn (each user starting at another), so a run meets all."""
+        self.generates += 1
+        if self.generates % 3 == 0:
             kinds = sorted(FAULTS)
             alias = kinds[(self.seed + self.faults_met) % len(kinds)]
             self.faults_met += 1
@@ -227,7 +236,12 @@ class User:
         """The answer when it succeeded; a faulty alias must fail with its code."""
         if model in FAULTS:
             code = resp.json().get("error", {}).get("code") if resp.status_code >= 400 else None
-            if code != FAULTS[model]:
+            if code != FAULTS[model] and resp.status_code == 503 and self.met_outage():
+                # The model could not read its inputs either (the renderer
+                # answers 503 while storage is down, as Vertex AI would fail).
+                with self.tally.lock:
+                    self.tally.faults[f"{model} met a store outage ({code})"] += 1
+            elif code != FAULTS[model]:
                 self.tally.problem(f"{label} via {model}: {resp.status_code} {code}, not {FAULTS[model]}")
             # Made anyway: recorded, so the turn check still accounts for it.
             return dict(resp.json()) if resp.status_code < 300 else None
@@ -235,6 +249,12 @@ class User:
             self.tally.problem(f"{label}: {resp.status_code} {resp.text[:120]}")
             return None
         return dict(resp.json())
+
+    def met_outage(self) -> bool:
+        """Whether the last request overlapped a store outage."""
+        began, ended = self.span
+        with self.tally.lock:
+            return any(start <= ended and began <= end for start, end in self.tally.outage_spans)
 
     def record(self, answer: dict[str, Any]) -> None:
         self.first.setdefault(answer["session_id"], answer["turn_id"])
@@ -444,7 +464,11 @@ def outages(stack: Stack, tally: Tally, began: float, deadline: float, down_s: f
                 kill_mid_request(stack, tally, deadline + 60)
                 continue
             restart = stack.restart_firestore if what == "firestore" else stack.restart_storage
+            span = [time.monotonic(), float("inf")]
+            with tally.lock:
+                tally.outage_spans.append(span)
             down = restart(down_s)
+            span[1] = time.monotonic()
             with tally.lock:
                 tally.faults[f"{what} stopped and restarted (down {down:.1f} s)"] += 1
     finally:
@@ -597,6 +621,11 @@ def main(argv: list[str] | None = None) -> int:
         ledger, overspent = check_ledger(db, tally)
         for line in [*report(tally, elapsed, args.users, storage, firestore), ledger]:
             print(line, flush=True)
+        # The nightly cleanup, as Cloud Scheduler calls it: the audit comes after it.
+        swept = requests.post(stack.functions["cleanup"], timeout=300)
+        print(f"cleanup: {swept.status_code} {swept.text.strip()[:200]}", flush=True)
+        if swept.status_code != 200:
+            overspent.append(f"cleanup answered {swept.status_code}")
         problems = tally.problems + overspent + check_stores(stack, uids, args.plant_orphan)
     if problems:
         print("\n".join(f"  {p}" for p in problems[:20]))
