@@ -51,9 +51,18 @@ def mix(a: np.ndarray, b: np.ndarray | tuple[float, ...], alpha: np.ndarray | fl
     bf = np.asarray(b, np.float32)
     if isinstance(alpha, np.ndarray) and alpha.ndim == 2:
         alpha = alpha[..., None]
-    out = af + (bf - af) * alpha
+    if np.result_type(af, bf, alpha) == np.float32:
+        # In place on one full-size temporary (the same float32 arithmetic, so
+        # the same pixels): a third of the comics style's time was allocations.
+        out = bf - af
+        out *= alpha
+        out += af
+    else:  # a float64 mask: computed in float64, as it always was
+        out = af + (bf - af) * alpha
     if a.dtype == np.uint8:
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        out += 0.5
+        np.clip(out, 0, 255, out=out)
+        return out.astype(np.uint8)
     return out
 
 
