@@ -595,6 +595,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think", type=float, default=0.5, help="longest think time between steps, s")
     parser.add_argument("--down", type=float, default=2.0, help="seconds each store stays down")
     parser.add_argument(
+        "--no-outages", action="store_true", help="no killed function, no store outage (a quick audit check)"
+    )
+    parser.add_argument(
         "--plant-orphan", action="store_true", help="plant an orphan object (the audit must fail)"
     )
     args = parser.parse_args(argv)
@@ -610,9 +613,13 @@ def main(argv: list[str] | None = None) -> int:
         users = [User(stack, db, tally, uid, deadline, i, args.think) for i, uid in enumerate(uids)]
         run: Callable[[User], None] = User.run
         with ThreadPoolExecutor(args.users + 1) as pool:
-            chaos = pool.submit(outages, stack, tally, began, deadline, args.down)
+            chaos = []
+            if args.no_outages:
+                tally.outages_over.set()
+            else:
+                chaos.append(pool.submit(outages, stack, tally, began, deadline, args.down))
             work = [pool.submit(run, u) for u in users]
-            for failure in [f.exception() for f in [chaos, *work]]:
+            for failure in [f.exception() for f in [*chaos, *work]]:
                 if failure is not None:
                     tally.problem(f"a user crashed: {failure!r}")
         elapsed = time.monotonic() - began
