@@ -126,6 +126,7 @@ class User:
         self.think_s = think_s
         self.seed, self.faults_met, self.generates = seed, 0, 0
         self.span = (0.0, 0.0)  # when the last request was sent and answered
+        self.photo = SELFIE.read_bytes()
         self.codes = _codes()
         self.db = db
         self.turns: dict[str, set[str]] = {}  # session → the turn ids answered to us
@@ -159,10 +160,8 @@ class User:
             finally:
                 with self.tally.lock:
                     del self.tally.in_flight[function][mark]
-            data: Any = None
-            with contextlib.suppress(ValueError):
-                data = resp.json()
-            code = data.get("error", {}).get("code") if isinstance(data, dict) else None
+            data = _json(resp)
+            code = _code(data)
             outage = code in OUTAGE_CODES or (transient and resp.status_code == 503)
             if not (repeatable and outage and time.monotonic() < retry_until):
                 break
@@ -204,16 +203,16 @@ class User:
         while True:
             attempt += 1
             try:
-                put = self.app.put(ticket, SELFIE.read_bytes())
+                status: int | None = self.app.put(ticket, self.photo).status_code
             except requests.ConnectionError:
-                put = None
-            if put is not None and (put.status_code < 300 or (put.status_code == 412 and attempt > 1)):
+                status = None
+            if status is not None and (status < 300 or (status == 412 and attempt > 1)):
                 return True
-            if (put is not None and put.status_code < 500) or time.monotonic() > until:
-                self.tally.problem(f"signed PUT: {put.status_code if put is not None else 'no connection'}")
+            if (status is not None and status < 500) or time.monotonic() > until:
+                self.tally.problem(f"signed PUT: {status if status is not None else 'no connection'}")
                 return False
             with self.tally.lock:
-                self.tally.errors[f"signed PUT {put.status_code if put is not None else 'lost'}"] += 1
+                self.tally.errors[f"signed PUT {status if status is not None else 'lost'}"] += 1
             time.sleep(0.5)
 
     def think(self) -> None:
@@ -235,7 +234,7 @@ class User:
     def expect(self, label: str, resp: requests.Response, model: str) -> dict[str, Any] | None:
         """The answer when it succeeded; a faulty alias must fail with its code."""
         if model in FAULTS:
-            code = resp.json().get("error", {}).get("code") if resp.status_code >= 400 else None
+            code = _code(_json(resp))
             if code != FAULTS[model] and resp.status_code == 503 and self.met_outage():
                 # The model could not read its inputs either (the renderer
                 # answers 503 while storage is down, as Vertex AI would fail).
@@ -394,8 +393,7 @@ class User:
                 self.app.request("POST", "edit", "/", body, headers=key, timeout=0.05)
         while True:
             resp = self.send(label, "POST", "edit", "/", body, transient=True, headers=key)
-            code = resp.json().get("error", {}).get("code") if resp.status_code >= 400 else None
-            if code != "request_in_progress":
+            if _code(_json(resp)) != "request_in_progress":
                 if time.monotonic() - began > STALE_S and self.tally.killed_at >= began:
                     # The first request died with its process; after
                     # PIXME_REQUEST_STALE_S this retry took its key over.
@@ -408,6 +406,20 @@ class User:
             time.sleep(0.5)
         self.tally.problem(f"edit: still request_in_progress after {HELD_S:.0f} s")
         return None
+
+
+def _json(resp: requests.Response) -> Any:
+    with contextlib.suppress(ValueError):
+        return resp.json()
+    return None
+
+
+def _code(answer: Any) -> str | None:
+    """The error code of an answer's JSON body, if it is an error."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("error"), dict):
+        return None
+    code = answer["error"].get("code")
+    return str(code) if code is not None else None
 
 
 def _ids(collection: Any) -> set[str]:

@@ -61,10 +61,13 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import procs
 from .procs import REPO_ROOT, Proc, StartError
+
+if TYPE_CHECKING:
+    from .gate import Gate  # imported when a durable stack starts (hpack)
 
 DEFAULT_PROJECT = "demo-pixme"
 DEFAULT_UPLOADS_BUCKET = "pixme-uploads"
@@ -513,7 +516,7 @@ class Stack:
         self._cancel = threading.Event()
         self._t0 = 0.0
         # durable: the gate in front of the Firestore emulator, and its own address.
-        self._gate: Any = None
+        self._gate: Gate | None = None
         self._firestore_backend: str | None = None
 
     # -- public API --------------------------------------------------------------------
@@ -641,17 +644,14 @@ class Stack:
     def kill_function(self, name: str) -> float:
         """SIGKILL one function's process (mid-request, as a crash) and start it
         again on its port, as the platform would; returns the seconds it was down."""
-        with self._lock:
-            proc = next(p for p in self._procs if p.name == f"fn-{name}")
+        proc = self._proc(f"fn-{name}")
         began = time.monotonic()
         proc.signal(signal.SIGKILL)
         proc.reap(5.0)
         proc.close_log()
-        proc.start()  # the log starts afresh: the load run reads answers, not logs
-        if self._watchdog is not None and proc.pid is not None:
-            self._watchdog.register(proc.pid)
-        url = self.functions[name] + "/"
-        procs.wait_until(proc, procs.http_answers(url), self.start_timeout_s, f"answering {url}")
+        # The log starts afresh (the load run reads answers, not logs); any
+        # answer will do: a function answers GET / with 405.
+        self._restart_proc(proc, self.functions[name] + "/", append=False, ok_only=False)
         return time.monotonic() - began
 
     def restart_firestore(self, down_s: float = 2.0) -> float:
@@ -703,8 +703,7 @@ class Stack:
         """Firestore RPCs by method so far, counted at the gate (durable stacks)."""
         if self._gate is None:
             raise RuntimeError("firestore_calls needs Stack(durable=True)")
-        calls: Counter[str] = self._gate.calls()
-        return calls
+        return self._gate.calls()
 
     def _proc(self, name: str) -> Proc:
         with self._lock:
@@ -717,11 +716,11 @@ class Stack:
             proc.reap(5.0)
         proc.close_log()
 
-    def _restart_proc(self, proc: Proc, ready_url: str) -> None:
-        proc.start(append=True)
+    def _restart_proc(self, proc: Proc, ready_url: str, append: bool = True, ok_only: bool = True) -> None:
+        proc.start(append=append)
         if self._watchdog is not None and proc.pid is not None:
             self._watchdog.register(proc.pid)
-        procs.wait_until(proc, procs.http_answers(ready_url, ok_only=True), self.start_timeout_s,
+        procs.wait_until(proc, procs.http_answers(ready_url, ok_only=ok_only), self.start_timeout_s,
                          f"answering {ready_url}")  # fmt: skip
 
     def _storage_backend_args(self) -> list[str]:
@@ -807,7 +806,7 @@ class Stack:
             backend_port = ports["firestore-backend" if self.durable else "firestore"]
             self._firestore_backend = f"{HOST}:{backend_port}"
             if self.durable:
-                from local.gate import Gate
+                from .gate import Gate
 
                 self._gate = Gate(ports["firestore"], (HOST, backend_port)).start()
             p = self._spawn(

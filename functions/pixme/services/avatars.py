@@ -247,6 +247,13 @@ class Avatars:
                 upload.message or "The photo was rejected.",
                 reason=upload.reason,
             )
+        if key is None:
+            session_id, turn_id = new_id("s_"), new_id("t_")
+        else:  # before reading any image: a dead attempt's stored avatar is the answer
+            session_id, turn_id = keyed_id("s_", owner, key, *part), keyed_id("t_", owner, key, *part)
+            landed = self.sessions.get(session_id)
+            if landed is not None and (first := self.sessions.turn(session_id, turn_id)) is not None:
+                return Answer(self._result(landed, first), self._free(caller, GENERATIONS))
         style = get_style(req.style)
         # The face-centred crop when ingest made one: the model sees the person, not the room.
         selfie_path = upload.face_path or upload.image_path
@@ -257,14 +264,6 @@ class Avatars:
             style, selfie, req.prompt, req.context, req.caption, references, aspect_ratio=req.aspect_ratio
         )
         options = RenderOptions(req.aspect_ratio, req.image_size)
-        if key is None:
-            session_id, turn_id = new_id("s_"), new_id("t_")
-        else:
-            session_id, turn_id = keyed_id("s_", owner, key, *part), keyed_id("t_", owner, key, *part)
-            landed = self.sessions.get(session_id)
-            first = self.sessions.turn(session_id, turn_id) if landed is not None else None
-            if landed is not None and first is not None:
-                return Answer(self._result(landed, first), self._free(caller, GENERATIONS))
         logs.bind(session_id=session_id, turn_id=turn_id)
         reply, ms, charge = self._call(
             caller, GENERATIONS, alias.cost, alias.model_id, messages, options, style.id
